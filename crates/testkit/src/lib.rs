@@ -1,0 +1,5 @@
+//! Test support for Tessera (dev-only, never a dependency of the product): throw-away databases,
+//! a test PKI, and spawning the real `tessera` binary.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod pg;

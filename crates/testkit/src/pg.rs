@@ -1,0 +1,1 @@
+//! Throw-away PostgreSQL databases (written by the store-diesel work).
