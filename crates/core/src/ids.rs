@@ -22,7 +22,9 @@ pub enum IssuerError {
     QueryOrFragment(String),
     #[error("the issuer must not end with '/' (got {0:?})")]
     TrailingSlash(String),
-    #[error("the issuer must not contain whitespace, user information or control characters (got {0:?})")]
+    #[error(
+        "the issuer must not contain whitespace, user information or control characters (got {0:?})"
+    )]
     BadCharacter(String),
 }
 
@@ -109,7 +111,11 @@ mod tests {
 
     #[test]
     fn issuer_accepts_https_with_port_and_path() {
-        for ok in ["https://as.example", "https://127.0.0.1:8443", "https://bank.example/oauth"] {
+        for ok in [
+            "https://as.example",
+            "https://127.0.0.1:8443",
+            "https://bank.example/oauth",
+        ] {
             assert_eq!(Issuer::parse(ok).unwrap().as_str(), ok);
         }
     }

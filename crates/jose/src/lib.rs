@@ -1,1 +1,19 @@
+//! Tessera's JOSE layer on josekit (OpenSSL): generating signing keys for the FAPI algorithms
+//! (ES256, PS256, EdDSA), encrypting private keys at rest, signing JWTs, verifying them against a
+//! JWKS, and the server's published key set.
+//!
+//! Depends on `tessera-core` only (besides josekit); no I/O, no web framework, no database.
 
+mod error;
+mod kek;
+mod keygen;
+mod keyset;
+mod verify;
+
+pub use error::JoseError;
+pub use kek::KeyEncryptionKey;
+pub use keygen::{KeyMaterial, generate};
+pub use keyset::{KeySet, LoadedKey};
+pub use verify::{VerifiedJwt, VerifyError, verify_with_jwks};
+
+pub use josekit::jwk::Jwk;

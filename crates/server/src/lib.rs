@@ -1,1 +1,12 @@
+//! The `tessera` server: configuration, TLS with client certificates, storage, the protocol
+//! surfaces wired together, and the admin command line. Thin by design: protocol logic lives in
+//! the surface crates and `tessera-core`.
 
+pub mod cli;
+pub mod config;
+pub mod dev;
+pub mod keys;
+pub mod metrics;
+pub mod routes;
+pub mod serve;
+pub mod tls;

@@ -1,0 +1,236 @@
+//! The server's key set at one moment: what `/jwks` publishes and which key signs.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use josekit::jwk::Jwk;
+use josekit::jws::{ES256, EdDSA, JwsSigner, PS256};
+use serde_json::{Map, Value, json};
+use tessera_core::keys::{
+    KeyState, KeyTimeline, RotationPolicy, SignError, SignedJwt, SigningAlg, TokenSigner, classify,
+};
+use tessera_core::{KeyId, UnixTime};
+
+use crate::{JoseError, KeyEncryptionKey};
+
+/// A stored key as the key set needs it: its timeline, its public JWK text and its encrypted
+/// private JWK. Only the active key is ever decrypted.
+pub struct LoadedKey {
+    pub timeline: KeyTimeline,
+    pub public_jwk: String,
+    pub private_jwe: String,
+}
+
+struct ActiveKey {
+    kid: KeyId,
+    alg: SigningAlg,
+    signer: Box<dyn JwsSigner>,
+}
+
+/// An immutable snapshot; the server swaps in a new one when keys change or a key activates.
+pub struct KeySet {
+    active: Option<ActiveKey>,
+    published: Vec<Jwk>,
+    jwks_json: String,
+    states: Vec<(KeyTimeline, KeyState)>,
+}
+
+pub(crate) fn signer_for(alg: SigningAlg, jwk: &Jwk) -> Result<Box<dyn JwsSigner>, JoseError> {
+    let err = |e: josekit::JoseError| JoseError::InvalidKey(e.to_string());
+    Ok(match alg {
+        SigningAlg::ES256 => Box::new(ES256.signer_from_jwk(jwk).map_err(err)?),
+        SigningAlg::PS256 => Box::new(PS256.signer_from_jwk(jwk).map_err(err)?),
+        SigningAlg::EdDSA => Box::new(EdDSA.signer_from_jwk(jwk).map_err(err)?),
+    })
+}
+
+impl KeySet {
+    pub fn build(
+        keys: impl IntoIterator<Item = LoadedKey>,
+        kek: &KeyEncryptionKey,
+        now: UnixTime,
+        policy: RotationPolicy,
+    ) -> Result<KeySet, JoseError> {
+        let keys: Vec<LoadedKey> = keys.into_iter().collect();
+        let timelines: Vec<KeyTimeline> = keys.iter().map(|k| k.timeline.clone()).collect();
+        let states = classify(&timelines, now, policy);
+        let mut published = Vec::new();
+        let mut active = None;
+        for (timeline, state) in &states {
+            let Some(key) = keys.iter().find(|k| k.timeline.kid == timeline.kid) else {
+                continue;
+            };
+            if state.is_published() {
+                let jwk = Jwk::from_bytes(key.public_jwk.as_bytes()).map_err(|e| {
+                    JoseError::InvalidKey(format!("public key {}: {e}", timeline.kid))
+                })?;
+                // A public JWK with private members would leak the key through /jwks.
+                if jwk.as_ref().contains_key("d") {
+                    return Err(JoseError::InvalidKey(format!(
+                        "stored public key {} contains private members",
+                        timeline.kid
+                    )));
+                }
+                published.push(jwk);
+            }
+            if *state == KeyState::Active {
+                let private = kek.decrypt_jwk(&key.private_jwe)?;
+                active = Some(ActiveKey {
+                    kid: timeline.kid.clone(),
+                    alg: timeline.alg,
+                    signer: signer_for(timeline.alg, &private)?,
+                });
+            }
+        }
+        let jwks_json = json!({ "keys": published.iter().map(|k| Value::Object(k.as_ref().clone())).collect::<Vec<_>>() })
+            .to_string();
+        Ok(KeySet {
+            active,
+            published,
+            jwks_json,
+            states,
+        })
+    }
+
+    /// `{"keys":[...]}`: public keys only.
+    pub fn jwks_json(&self) -> &str {
+        &self.jwks_json
+    }
+
+    pub fn published(&self) -> &[Jwk] {
+        &self.published
+    }
+
+    pub fn active_kid(&self) -> Option<&KeyId> {
+        self.active.as_ref().map(|a| &a.kid)
+    }
+
+    pub fn states(&self) -> &[(KeyTimeline, KeyState)] {
+        &self.states
+    }
+
+    /// The next moment the set must be rebuilt because a key changes state by time alone.
+    pub fn next_transition(&self, now: UnixTime, policy: RotationPolicy) -> Option<UnixTime> {
+        self.states
+            .iter()
+            .filter_map(|(t, s)| match s {
+                KeyState::Pending => Some(t.activates_at),
+                KeyState::Retired { since } => Some(since.plus(policy.retention_secs)),
+                _ => None,
+            })
+            .filter(|t| *t > now)
+            .min()
+    }
+}
+
+impl TokenSigner for KeySet {
+    fn sign(&self, typ: &str, claims: &Map<String, Value>) -> Result<SignedJwt, SignError> {
+        let active = self.active.as_ref().ok_or(SignError::NoActiveKey)?;
+        let header = json!({ "alg": active.alg.as_str(), "typ": typ, "kid": active.kid.as_str() });
+        let header = serde_json::to_vec(&header).map_err(|e| SignError::Crypto(e.to_string()))?;
+        let payload = serde_json::to_vec(claims).map_err(|e| SignError::Crypto(e.to_string()))?;
+        let mut compact = String::with_capacity(header.len() * 4 / 3 + payload.len() * 4 / 3 + 100);
+        URL_SAFE_NO_PAD.encode_string(header, &mut compact);
+        compact.push('.');
+        URL_SAFE_NO_PAD.encode_string(payload, &mut compact);
+        let signature = active
+            .signer
+            .sign(compact.as_bytes())
+            .map_err(|e| SignError::Crypto(e.to_string()))?;
+        compact.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut compact);
+        Ok(SignedJwt {
+            compact,
+            kid: active.kid.clone(),
+            alg: active.alg,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{generate, verify_with_jwks};
+
+    const POLICY: RotationPolicy = RotationPolicy {
+        prepublication_secs: 60,
+        retention_secs: 600,
+    };
+
+    fn loaded(kek: &KeyEncryptionKey, alg: SigningAlg, kid: &str, activates: i64) -> LoadedKey {
+        let km = generate(alg, KeyId::new(kid)).unwrap();
+        LoadedKey {
+            timeline: KeyTimeline {
+                kid: KeyId::new(kid),
+                alg,
+                created_at: UnixTime(0),
+                activates_at: UnixTime(activates),
+            },
+            public_jwk: serde_json::to_string(km.public_jwk.as_ref()).unwrap(),
+            private_jwe: kek.encrypt_jwk(&km.private_jwk).unwrap(),
+        }
+    }
+
+    #[test]
+    fn every_alg_signs_and_verifies_against_the_published_jwks() {
+        let kek = KeyEncryptionKey::from_bytes([1; 32]);
+        for alg in SigningAlg::ALL {
+            let set =
+                KeySet::build([loaded(&kek, alg, "k1", 0)], &kek, UnixTime(10), POLICY).unwrap();
+            let mut claims = Map::new();
+            claims.insert("sub".into(), json!("client-1"));
+            let jwt = set.sign("at+jwt", &claims).unwrap();
+            assert_eq!(jwt.alg, alg);
+            let verified = verify_with_jwks(&jwt.compact, set.published(), Some("at+jwt")).unwrap();
+            assert_eq!(verified.claims["sub"], "client-1");
+            assert_eq!(verified.header["kid"], "k1");
+            // The JWKS text carries no private member.
+            assert!(!set.jwks_json().contains("\"d\""));
+        }
+    }
+
+    #[test]
+    fn pending_key_is_published_but_does_not_sign() {
+        let kek = KeyEncryptionKey::from_bytes([1; 32]);
+        let set = KeySet::build(
+            [
+                loaded(&kek, SigningAlg::ES256, "old", 0),
+                loaded(&kek, SigningAlg::EdDSA, "new", 100),
+            ],
+            &kek,
+            UnixTime(50),
+            POLICY,
+        )
+        .unwrap();
+        assert_eq!(set.published().len(), 2);
+        assert_eq!(set.active_kid().unwrap().as_str(), "old");
+        assert_eq!(set.sign("JWT", &Map::new()).unwrap().kid.as_str(), "old");
+        assert_eq!(
+            set.next_transition(UnixTime(50), POLICY),
+            Some(UnixTime(100))
+        );
+    }
+
+    #[test]
+    fn no_active_key_cannot_sign() {
+        let kek = KeyEncryptionKey::from_bytes([1; 32]);
+        let set = KeySet::build(
+            [loaded(&kek, SigningAlg::ES256, "k", 100)],
+            &kek,
+            UnixTime(50),
+            POLICY,
+        )
+        .unwrap();
+        assert!(matches!(
+            set.sign("JWT", &Map::new()),
+            Err(SignError::NoActiveKey)
+        ));
+    }
+
+    #[test]
+    fn wrong_kek_fails_to_build() {
+        let kek = KeyEncryptionKey::from_bytes([1; 32]);
+        let other = KeyEncryptionKey::from_bytes([2; 32]);
+        let key = loaded(&kek, SigningAlg::ES256, "k", 0);
+        assert!(KeySet::build([key], &other, UnixTime(5), POLICY).is_err());
+    }
+}

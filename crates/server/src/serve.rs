@@ -1,0 +1,287 @@
+//! Starting the server: configuration, storage, keys, TLS listeners, routes.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use serde_json::json;
+use tessera_core::discovery::{self, MetadataFragment};
+use tessera_core::keys::SigningAlg;
+use tessera_core::{Clock, SystemClock};
+use tessera_store::{Health, KeyStore, StoreError};
+use tessera_store_diesel::{DieselStore, PoolOptions};
+
+use crate::cli::Source;
+use crate::config::{self, Config, ConfigError, LogFormat};
+use crate::keys::{KeyError, KeyService};
+use crate::metrics::{self, Metrics};
+use crate::routes::{self, Probes};
+use crate::{dev, tls};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] KeyError),
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("discovery metadata: {0}")]
+    Metadata(#[from] discovery::MetadataConflict),
+    #[error("dev mode: {0}")]
+    Dev(#[from] dev::DevError),
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, for logs and messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The durable store named by the configuration, migrated.
+pub async fn connect_store(config: &Config) -> Result<Arc<DieselStore>, StoreError> {
+    if let Some(path) = config.database_url.strip_prefix("sqlite://") {
+        if let Some(parent) = std::path::Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+    }
+    let store = DieselStore::connect(
+        &config.database_url,
+        PoolOptions {
+            max_size: config.pool_size,
+            connection_timeout: Duration::from_secs(config.connect_timeout_secs.max(1)),
+        },
+    )
+    .await?;
+    Ok(Arc::new(store))
+}
+
+/// The members the server itself publishes; each surface adds its own fragment.
+pub fn server_metadata(config: &Config) -> MetadataFragment {
+    let alias = config.mtls_alias.as_ref().map(|a| &a.base_url);
+    let algs: Vec<&str> = SigningAlg::ALL.iter().map(|a| a.as_str()).collect();
+    let mut base = json!({
+        "issuer": config.issuer.as_str(),
+        // Client-credentials only until the consent surface adds `code` (RFC 8414 §2 requires
+        // the member; an empty list is the truthful value).
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["tls_client_auth", "self_signed_tls_client_auth", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": algs,
+        "tls_client_certificate_bound_access_tokens": true,
+    });
+    if let (Some(obj), Some(jwks)) = (base.as_object_mut(), Some(config.issuer.endpoint("/jwks"))) {
+        obj.insert("jwks_uri".into(), json!(jwks));
+    }
+    let mut fragments = vec![base.as_object().cloned().unwrap_or_default()];
+    if let Some(alias) = alias {
+        fragments.push(discovery::endpoint(
+            &config.issuer,
+            Some(alias),
+            "jwks_uri",
+            "/jwks",
+        ));
+    }
+    discovery::merge(fragments).unwrap_or_default()
+}
+
+fn init_logging(config: &Config, override_format: Option<LogFormat>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match override_format.unwrap_or(config.log.format.clone()) {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+    if result.is_err() {
+        eprintln!("tessera: logging was already initialised");
+    }
+}
+
+fn bind(addr: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).map_err(|source| StartError::Bind {
+        addr: addr.to_owned(),
+        source,
+    })
+}
+
+fn issuer_for(addr: SocketAddr) -> String {
+    format!("https://{addr}")
+}
+
+pub async fn run(
+    source: Source,
+    dev_listen: String,
+    log_format: Option<LogFormat>,
+) -> Result<(), StartError> {
+    let (config, listener, manifest) = match &source.config {
+        Some(path) => {
+            let config = config::load_file(path)?;
+            let listener = bind(&config.listen.to_string())?;
+            (config, listener, None)
+        }
+        None => {
+            let manifest = dev::ensure(&source.data_dir)?;
+            let listener = bind(&dev_listen)?;
+            let addr = listener.local_addr()?;
+            let config = config::load_dev(dev::raw_config(
+                &manifest,
+                &issuer_for(addr),
+                &addr.to_string(),
+            ))?;
+            (config, listener, Some(manifest))
+        }
+    };
+    init_logging(&config, log_format);
+    if config.dangerous_allow_dev_material {
+        tracing::warn!(
+            "dangerous_allow_dev_material is set: this server accepts dev mode certificates and keys"
+        );
+    }
+
+    let store = connect_store(&config).await?;
+    tracing::info!(database = %redact_url(&config.database_url), backend = ?store.backend(), "database ready, migrations applied");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+
+    let metadata = discovery::merge([server_metadata(&config)])?;
+    let key_store: Arc<dyn KeyStore> = store.clone();
+    let keys = KeyService::start(
+        key_store,
+        config.kek.clone(),
+        clock.clone(),
+        config.rotation,
+        config.signing_alg,
+        metadata,
+    )
+    .await?;
+    keys.clone()
+        .spawn_refresher(Duration::from_secs(config.key_reload_interval_secs));
+
+    let main_tls = tls::server_config(config.tls_chain.clone(), config.tls_key.clone_key(), false)?;
+    let metrics = web::Data::new(Metrics::new());
+    let keys_data = web::Data::from(keys.clone());
+    let health: Arc<dyn Health> = store.clone();
+    let probes = web::Data::new(Probes { store: health });
+    let prefix = issuer_path(&config);
+
+    let app_prefix = prefix.clone();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(metrics.clone())
+            .app_data(keys_data.clone())
+            .app_data(probes.clone())
+            .wrap(from_fn(metrics::track))
+            .configure(|cfg| routes::configure(cfg, &app_prefix))
+    })
+    .on_connect(tessera_http::capture_peer_certificates)
+    .listen_rustls_0_23(listener, main_tls)?;
+    if let Some(alias) = &config.mtls_alias {
+        let alias_tls =
+            tls::server_config(config.tls_chain.clone(), config.tls_key.clone_key(), true)?;
+        server = server.listen_rustls_0_23(bind(&alias.listen.to_string())?, alias_tls)?;
+        tracing::info!(listen = %alias.listen, base_url = %alias.base_url, "mTLS endpoint alias listener");
+    }
+    if let Some(workers) = config.workers {
+        server = server.workers(workers);
+    }
+    let addrs = server.addrs();
+    let server = server.run();
+
+    announce(&config, &addrs, manifest.as_ref(), &source);
+    server.await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn issuer_path(config: &Config) -> String {
+    let s = config.issuer.as_str();
+    let after_scheme = &s["https://".len()..];
+    after_scheme
+        .find('/')
+        .map(|i| after_scheme[i..].to_owned())
+        .unwrap_or_default()
+}
+
+fn announce(
+    config: &Config,
+    addrs: &[SocketAddr],
+    manifest: Option<&dev::Manifest>,
+    source: &Source,
+) {
+    if let Some(m) = manifest {
+        let data = m
+            .database
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let rel = source.data_dir.display();
+        println!("==================================================================");
+        println!(" TESSERA DEV MODE: generated keys and certificates, NOT FOR PRODUCTION");
+        println!("==================================================================");
+        println!(" issuer:    {}", config.issuer);
+        println!(" data:      {data}  (SQLite tessera.db, dev PKI in dev/)");
+        println!(
+            " manifest:  {}",
+            m.ca.cert.with_file_name(dev::MANIFEST).display()
+        );
+        println!(" first request:");
+        println!(
+            "   curl --cacert {rel}/dev/ca.pem {}/.well-known/oauth-authorization-server",
+            config.issuer
+        );
+        println!(" with the demo client certificate:");
+        println!(
+            "   curl --cacert {rel}/dev/ca.pem --cert {rel}/dev/client.pem --key {rel}/dev/client.key {}/jwks",
+            config.issuer
+        );
+        println!("==================================================================");
+        tracing::warn!(
+            "DEV MODE: do not expose this server; its keys are generated and stored unprotected"
+        );
+    }
+    for addr in addrs {
+        println!("tessera: listening on https://{addr}");
+    }
+    tracing::info!(issuer = %config.issuer, "tessera started");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite:///a/b.db"), "sqlite:///a/b.db");
+    }
+}
