@@ -39,10 +39,7 @@ impl Clock for SystemClock {
     fn now(&self) -> UnixTime {
         // A clock before 1970 is a broken host; treating it as the epoch keeps every
         // expiry check failing closed (everything looks expired or not yet valid).
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         UnixTime(i64::try_from(secs).unwrap_or(i64::MAX))
     }
 }

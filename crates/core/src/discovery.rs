@@ -9,12 +9,7 @@ use crate::Issuer;
 
 /// The fragment that announces one endpoint: `{member: issuer + path}`, and the same member under
 /// `mtls_endpoint_aliases` (RFC 8705 §5) when the server has an mTLS alias listener.
-pub fn endpoint(
-    issuer: &Issuer,
-    mtls_alias: Option<&Issuer>,
-    member: &str,
-    path: &str,
-) -> MetadataFragment {
+pub fn endpoint(issuer: &Issuer, mtls_alias: Option<&Issuer>, member: &str, path: &str) -> MetadataFragment {
     let mut f = Map::new();
     f.insert(member.to_owned(), Value::String(issuer.endpoint(path)));
     if let Some(alias) = mtls_alias {
@@ -34,9 +29,7 @@ pub struct MetadataConflict {
 /// Merges fragments: arrays are unioned (order of first appearance kept, duplicates dropped),
 /// objects are merged member by member, and any other member must have the same value in every
 /// fragment that sets it. A conflict is a wiring bug, reported at start-up.
-pub fn merge(
-    fragments: impl IntoIterator<Item = MetadataFragment>,
-) -> Result<MetadataFragment, MetadataConflict> {
+pub fn merge(fragments: impl IntoIterator<Item = MetadataFragment>) -> Result<MetadataFragment, MetadataConflict> {
     let mut out = Map::new();
     for fragment in fragments {
         merge_into(&mut out, fragment, "")?;
@@ -88,10 +81,7 @@ mod tests {
             frag(json!({"issuer": "https://a", "grant_types_supported": ["authorization_code", "client_credentials"], "mtls_endpoint_aliases": {"registration_endpoint": "https://m/register"}})),
         ])
         .unwrap();
-        assert_eq!(
-            merged["grant_types_supported"],
-            json!(["client_credentials", "authorization_code"])
-        );
+        assert_eq!(merged["grant_types_supported"], json!(["client_credentials", "authorization_code"]));
         assert_eq!(
             merged["mtls_endpoint_aliases"],
             json!({"token_endpoint": "https://m/token", "registration_endpoint": "https://m/register"})
@@ -114,11 +104,7 @@ mod tests {
 
     #[test]
     fn conflicting_scalars_are_an_error() {
-        let err = merge([
-            frag(json!({"issuer": "https://a"})),
-            frag(json!({"issuer": "https://b"})),
-        ])
-        .unwrap_err();
+        let err = merge([frag(json!({"issuer": "https://a"})), frag(json!({"issuer": "https://b"}))]).unwrap_err();
         assert_eq!(err.member, "issuer");
         let err = merge([
             frag(json!({"mtls_endpoint_aliases": {"token_endpoint": "https://x"}})),

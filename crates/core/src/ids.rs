@@ -22,17 +22,13 @@ pub enum IssuerError {
     QueryOrFragment(String),
     #[error("the issuer must not end with '/' (got {0:?})")]
     TrailingSlash(String),
-    #[error(
-        "the issuer must not contain whitespace, user information or control characters (got {0:?})"
-    )]
+    #[error("the issuer must not contain whitespace, user information or control characters (got {0:?})")]
     BadCharacter(String),
 }
 
 impl Issuer {
     pub fn parse(s: &str) -> Result<Self, IssuerError> {
-        let rest = s
-            .strip_prefix("https://")
-            .ok_or_else(|| IssuerError::NotHttps(s.to_owned()))?;
+        let rest = s.strip_prefix("https://").ok_or_else(|| IssuerError::NotHttps(s.to_owned()))?;
         if s.contains(['?', '#']) {
             return Err(IssuerError::QueryOrFragment(s.to_owned()));
         }
@@ -111,11 +107,7 @@ mod tests {
 
     #[test]
     fn issuer_accepts_https_with_port_and_path() {
-        for ok in [
-            "https://as.example",
-            "https://127.0.0.1:8443",
-            "https://bank.example/oauth",
-        ] {
+        for ok in ["https://as.example", "https://127.0.0.1:8443", "https://bank.example/oauth"] {
             assert_eq!(Issuer::parse(ok).unwrap().as_str(), ok);
         }
     }

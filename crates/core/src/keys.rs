@@ -21,9 +21,7 @@ pub enum SigningAlg {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unsupported signing algorithm {0:?}: only PS256, ES256 and EdDSA are allowed (FAPI 2.0 §5.4.1)"
-)]
+#[error("unsupported signing algorithm {0:?}: only PS256, ES256 and EdDSA are allowed (FAPI 2.0 §5.4.1)")]
 pub struct UnsupportedAlg(pub String);
 
 impl SigningAlg {
@@ -98,18 +96,10 @@ pub struct RotationPolicy {
 }
 
 /// Orders keys by activation and gives each its state at `now`.
-pub fn classify(
-    keys: &[KeyTimeline],
-    now: UnixTime,
-    policy: RotationPolicy,
-) -> Vec<(KeyTimeline, KeyState)> {
+pub fn classify(keys: &[KeyTimeline], now: UnixTime, policy: RotationPolicy) -> Vec<(KeyTimeline, KeyState)> {
     let mut sorted: Vec<KeyTimeline> = keys.to_vec();
     sorted.sort_by(|a, b| {
-        (a.activates_at, a.created_at, a.kid.as_str()).cmp(&(
-            b.activates_at,
-            b.created_at,
-            b.kid.as_str(),
-        ))
+        (a.activates_at, a.created_at, a.kid.as_str()).cmp(&(b.activates_at, b.created_at, b.kid.as_str()))
     });
     let active_idx = sorted.iter().rposition(|k| k.activates_at <= now);
     sorted
@@ -122,9 +112,7 @@ pub fn classify(
                     // Retired when the following key took over.
                     let since = sorted[i + 1].activates_at;
                     if since.plus(policy.retention_secs) <= now {
-                        KeyState::Expired {
-                            since: since.plus(policy.retention_secs),
-                        }
+                        KeyState::Expired { since: since.plus(policy.retention_secs) }
                     } else {
                         KeyState::Retired { since }
                     }
@@ -140,11 +128,7 @@ pub fn classify(
 /// key already waiting, so that two quick rotations still activate in order.
 pub fn next_activation(keys: &[KeyTimeline], now: UnixTime, policy: RotationPolicy) -> UnixTime {
     let earliest = now.plus(policy.prepublication_secs);
-    keys.iter()
-        .map(|k| k.activates_at.plus(1))
-        .filter(|t| *t > earliest)
-        .max()
-        .unwrap_or(earliest)
+    keys.iter().map(|k| k.activates_at.plus(1)).filter(|t| *t > earliest).max().unwrap_or(earliest)
 }
 
 /// A compact JWS produced by a [`TokenSigner`], with the key that made it.
@@ -173,10 +157,7 @@ pub trait TokenSigner: Send + Sync {
 mod tests {
     use super::*;
 
-    const POLICY: RotationPolicy = RotationPolicy {
-        prepublication_secs: 100,
-        retention_secs: 50,
-    };
+    const POLICY: RotationPolicy = RotationPolicy { prepublication_secs: 100, retention_secs: 50 };
 
     fn key(kid: &str, created: i64, activates: i64) -> KeyTimeline {
         KeyTimeline {
@@ -188,10 +169,7 @@ mod tests {
     }
 
     fn states(keys: &[KeyTimeline], now: i64) -> Vec<(String, &'static str)> {
-        classify(keys, UnixTime(now), POLICY)
-            .into_iter()
-            .map(|(k, s)| (k.kid.as_str().to_owned(), s.label()))
-            .collect()
+        classify(keys, UnixTime(now), POLICY).into_iter().map(|(k, s)| (k.kid.as_str().to_owned(), s.label())).collect()
     }
 
     #[test]
@@ -206,22 +184,10 @@ mod tests {
     #[test]
     fn rotation_walks_pending_active_retired_expired() {
         let keys = vec![key("a", 0, 0), key("b", 1000, 1100)];
-        assert_eq!(
-            states(&keys, 1050),
-            vec![("a".into(), "active"), ("b".into(), "pending")]
-        );
-        assert_eq!(
-            states(&keys, 1100),
-            vec![("a".into(), "retired"), ("b".into(), "active")]
-        );
-        assert_eq!(
-            states(&keys, 1149),
-            vec![("a".into(), "retired"), ("b".into(), "active")]
-        );
-        assert_eq!(
-            states(&keys, 1150),
-            vec![("a".into(), "expired"), ("b".into(), "active")]
-        );
+        assert_eq!(states(&keys, 1050), vec![("a".into(), "active"), ("b".into(), "pending")]);
+        assert_eq!(states(&keys, 1100), vec![("a".into(), "retired"), ("b".into(), "active")]);
+        assert_eq!(states(&keys, 1149), vec![("a".into(), "retired"), ("b".into(), "active")]);
+        assert_eq!(states(&keys, 1150), vec![("a".into(), "expired"), ("b".into(), "active")]);
     }
 
     #[test]
@@ -233,19 +199,10 @@ mod tests {
     #[test]
     fn next_activation_respects_prepublication_and_queue() {
         let keys = vec![key("a", 0, 0)];
-        assert_eq!(
-            next_activation(&keys, UnixTime(1000), POLICY),
-            UnixTime(1100)
-        );
+        assert_eq!(next_activation(&keys, UnixTime(1000), POLICY), UnixTime(1100));
         let keys = vec![key("a", 0, 0), key("b", 1000, 1100)];
-        assert_eq!(
-            next_activation(&keys, UnixTime(1010), POLICY),
-            UnixTime(1110)
-        );
-        assert_eq!(
-            next_activation(&keys, UnixTime(1000), POLICY),
-            UnixTime(1101)
-        );
+        assert_eq!(next_activation(&keys, UnixTime(1010), POLICY), UnixTime(1110));
+        assert_eq!(next_activation(&keys, UnixTime(1000), POLICY), UnixTime(1101));
     }
 
     #[test]

@@ -23,10 +23,7 @@ pub fn jwk_thumbprint(jwk: &Map<String, Value>) -> Option<String> {
     // sorted, which is exactly RFC 7638's canonical order.
     let mut canonical = Map::new();
     for name in required {
-        canonical.insert(
-            (*name).to_owned(),
-            Value::String(jwk.get(*name)?.as_str()?.to_owned()),
-        );
+        canonical.insert((*name).to_owned(), Value::String(jwk.get(*name)?.as_str()?.to_owned()));
     }
     let json = serde_json::to_string(&Value::Object(canonical)).ok()?;
     Some(URL_SAFE_NO_PAD.encode(Sha256::digest(json.as_bytes())))
@@ -50,8 +47,7 @@ mod tests {
     #[test]
     fn rfc8037_ed25519_example() {
         // spec-checklist R.2
-        let jwk =
-            json!({"crv":"Ed25519","kty":"OKP","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+        let jwk = json!({"crv":"Ed25519","kty":"OKP","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
         assert_eq!(
             jwk_thumbprint(jwk.as_object().unwrap()).as_deref(),
             Some("kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k")

@@ -54,13 +54,11 @@ pub trait OAuthError: std::fmt::Debug {
 
 /// `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1): every response that may carry
 /// a credential, and every error of those endpoints.
-pub const NO_STORE_HEADERS: [(HeaderName, &str); 2] =
-    [(CACHE_CONTROL, "no-store"), (PRAGMA, "no-cache")];
+pub const NO_STORE_HEADERS: [(HeaderName, &str); 2] = [(CACHE_CONTROL, "no-store"), (PRAGMA, "no-cache")];
 
 pub fn no_store(mut resp: HttpResponse) -> HttpResponse {
     for (name, value) in NO_STORE_HEADERS {
-        resp.headers_mut()
-            .insert(name, HeaderValue::from_static(value));
+        resp.headers_mut().insert(name, HeaderValue::from_static(value));
     }
     resp
 }
@@ -74,16 +72,7 @@ struct Body<'a> {
 
 /// RFC 6749 §5.2 restricts `error_description` to printable ASCII without `"` and `\`.
 fn sanitize(description: &str) -> String {
-    description
-        .chars()
-        .map(|c| {
-            if (' '..='~').contains(&c) && c != '"' && c != '\\' {
-                c
-            } else {
-                '\''
-            }
-        })
-        .collect()
+    description.chars().map(|c| if (' '..='~').contains(&c) && c != '"' && c != '\\' { c } else { '\'' }).collect()
 }
 
 pub fn render(err: &dyn OAuthError) -> HttpResponse {
@@ -92,10 +81,7 @@ pub fn render(err: &dyn OAuthError) -> HttpResponse {
     if let Some(challenge) = err.www_authenticate() {
         builder.insert_header((WWW_AUTHENTICATE, challenge));
     }
-    no_store(builder.json(Body {
-        error: err.code(),
-        error_description: &description,
-    }))
+    no_store(builder.json(Body { error: err.code(), error_description: &description }))
 }
 
 #[cfg(test)]
@@ -123,17 +109,11 @@ mod tests {
     #[actix_web::test]
     async fn renders_status_headers_and_sanitized_body() {
         // spec-checklist J.100: error_description charset; J.99: no-store on errors.
-        let resp = render(&E(
-            Status::Unauthorized,
-            Some("Basic realm=\"tessera\"".into()),
-        ));
+        let resp = render(&E(Status::Unauthorized, Some("Basic realm=\"tessera\"".into())));
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(resp.headers().get(CACHE_CONTROL).unwrap(), "no-store");
         assert_eq!(resp.headers().get(PRAGMA).unwrap(), "no-cache");
-        assert_eq!(
-            resp.headers().get(WWW_AUTHENTICATE).unwrap(),
-            "Basic realm=\"tessera\""
-        );
+        assert_eq!(resp.headers().get(WWW_AUTHENTICATE).unwrap(), "Basic realm=\"tessera\"");
         let body = to_bytes(resp.into_body()).await.unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["error"], "invalid_client");

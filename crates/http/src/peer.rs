@@ -21,11 +21,7 @@ pub struct PeerCertificates(Option<Arc<[CertificateDer<'static>]>>);
 
 impl PeerCertificates {
     pub fn from_chain(chain: Vec<CertificateDer<'static>>) -> Self {
-        if chain.is_empty() {
-            PeerCertificates(None)
-        } else {
-            PeerCertificates(Some(chain.into()))
-        }
+        if chain.is_empty() { PeerCertificates(None) } else { PeerCertificates(Some(chain.into())) }
     }
 
     /// The client's own certificate (the first of the chain).
@@ -35,10 +31,7 @@ impl PeerCertificates {
 
     /// The intermediates the client sent after its leaf.
     pub fn intermediates(&self) -> &[CertificateDer<'static>] {
-        self.0
-            .as_ref()
-            .map(|c| c.get(1..).unwrap_or(&[]))
-            .unwrap_or(&[])
+        self.0.as_ref().map(|c| c.get(1..).unwrap_or(&[])).unwrap_or(&[])
     }
 
     pub fn is_present(&self) -> bool {
@@ -70,10 +63,7 @@ impl FromRequest for PeerCertificates {
     type Future = Ready<Result<Self, Infallible>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Ok(req
-            .conn_data::<PeerCertificates>()
-            .cloned()
-            .unwrap_or_default()))
+        ready(Ok(req.conn_data::<PeerCertificates>().cloned().unwrap_or_default()))
     }
 }
 
@@ -92,10 +82,7 @@ mod tests {
 
     #[test]
     fn leaf_and_intermediates() {
-        let p = PeerCertificates::from_chain(vec![
-            CertificateDer::from(vec![1u8]),
-            CertificateDer::from(vec![2u8]),
-        ]);
+        let p = PeerCertificates::from_chain(vec![CertificateDer::from(vec![1u8]), CertificateDer::from(vec![2u8])]);
         assert_eq!(p.leaf().unwrap().as_ref(), &[1u8]);
         assert_eq!(p.intermediates().len(), 1);
         assert_eq!(p.leaf_x5t_s256().unwrap(), x5t_s256(&[1u8]));

@@ -6,9 +6,7 @@ pub enum JoseError {
     InvalidKey(String),
     #[error("the key-encryption key is invalid: {0}")]
     InvalidKek(String),
-    #[error(
-        "a stored private key could not be decrypted (wrong key-encryption key, or the data was altered): {0}"
-    )]
+    #[error("a stored private key could not be decrypted (wrong key-encryption key, or the data was altered): {0}")]
     Decrypt(String),
     #[error("signing failed: {0}")]
     Sign(String),

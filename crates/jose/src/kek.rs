@@ -22,9 +22,7 @@ pub struct KeyEncryptionKey {
 impl std::fmt::Debug for KeyEncryptionKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print key material.
-        f.debug_struct("KeyEncryptionKey")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
+        f.debug_struct("KeyEncryptionKey").field("id", &self.id).finish_non_exhaustive()
     }
 }
 
@@ -39,13 +37,11 @@ impl KeyEncryptionKey {
     /// whitespace (a trailing newline in a file) is ignored.
     pub fn parse(text: &str) -> Result<Self, JoseError> {
         let bytes = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| {
-            JoseError::InvalidKek(
-                "expected 32 bytes as base64url without padding (43 characters)".into(),
-            )
+            JoseError::InvalidKek("expected 32 bytes as base64url without padding (43 characters)".into())
         })?;
-        let key: [u8; 32] = bytes.try_into().map_err(|v: Vec<u8>| {
-            JoseError::InvalidKek(format!("expected 32 bytes, got {}", v.len()))
-        })?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|v: Vec<u8>| JoseError::InvalidKek(format!("expected 32 bytes, got {}", v.len())))?;
         Ok(Self::from_bytes(key))
     }
 
@@ -60,29 +56,18 @@ impl KeyEncryptionKey {
     }
 
     pub fn encrypt_jwk(&self, jwk: &Jwk) -> Result<String, JoseError> {
-        let encrypter = Dir
-            .encrypter_from_bytes(self.key)
-            .map_err(|e| JoseError::InvalidKek(e.to_string()))?;
+        let encrypter = Dir.encrypter_from_bytes(self.key).map_err(|e| JoseError::InvalidKek(e.to_string()))?;
         let mut header = JweHeader::new();
         header.set_content_encryption("A256GCM");
         header.set_key_id(self.id.clone());
-        let plaintext =
-            serde_json::to_vec(jwk.as_ref()).map_err(|e| JoseError::InvalidKey(e.to_string()))?;
-        josekit::jwe::serialize_compact(&plaintext, &header, &encrypter)
-            .map_err(|e| JoseError::Sign(e.to_string()))
+        let plaintext = serde_json::to_vec(jwk.as_ref()).map_err(|e| JoseError::InvalidKey(e.to_string()))?;
+        josekit::jwe::serialize_compact(&plaintext, &header, &encrypter).map_err(|e| JoseError::Sign(e.to_string()))
     }
 
     pub fn decrypt_jwk(&self, jwe: &str) -> Result<Jwk, JoseError> {
-        let decrypter = Dir
-            .decrypter_from_bytes(self.key)
-            .map_err(|e| JoseError::InvalidKek(e.to_string()))?;
-        let (plaintext, header) =
-            josekit::jwe::deserialize_compact(jwe, &decrypter).map_err(|e| {
-                JoseError::Decrypt(format!(
-                    "{e}; this server's key-encryption key is {}",
-                    self.id
-                ))
-            })?;
+        let decrypter = Dir.decrypter_from_bytes(self.key).map_err(|e| JoseError::InvalidKek(e.to_string()))?;
+        let (plaintext, header) = josekit::jwe::deserialize_compact(jwe, &decrypter)
+            .map_err(|e| JoseError::Decrypt(format!("{e}; this server's key-encryption key is {}", self.id)))?;
         if header.key_id() != Some(self.id.as_str()) {
             return Err(JoseError::Decrypt(format!(
                 "the key was encrypted under {:?}, this server's key-encryption key is {}",
@@ -126,9 +111,7 @@ mod tests {
     #[test]
     fn parse_rejects_wrong_lengths_and_alphabets() {
         assert!(KeyEncryptionKey::parse(&KeyEncryptionKey::encode(&[1u8; 32])).is_ok());
-        assert!(
-            KeyEncryptionKey::parse(&format!("{}\n", KeyEncryptionKey::encode(&[1u8; 32]))).is_ok()
-        );
+        assert!(KeyEncryptionKey::parse(&format!("{}\n", KeyEncryptionKey::encode(&[1u8; 32]))).is_ok());
         assert!(KeyEncryptionKey::parse("c2hvcnQ").is_err());
         assert!(KeyEncryptionKey::parse("not base64 !!").is_err());
     }

@@ -39,12 +39,7 @@ pub fn generate(alg: SigningAlg, kid: KeyId) -> Result<KeyMaterial, JoseError> {
         jwk.set_algorithm(alg.as_str());
         jwk.set_key_use("sig");
     }
-    Ok(KeyMaterial {
-        kid,
-        alg,
-        private_jwk,
-        public_jwk,
-    })
+    Ok(KeyMaterial { kid, alg, private_jwk, public_jwk })
 }
 
 #[cfg(test)]
@@ -57,10 +52,7 @@ mod tests {
             let km = generate(alg, KeyId::new("k")).unwrap();
             let public = km.public_jwk.as_ref();
             for private_member in ["d", "p", "q", "dp", "dq", "qi"] {
-                assert!(
-                    !public.contains_key(private_member),
-                    "{alg}: public JWK has {private_member}"
-                );
+                assert!(!public.contains_key(private_member), "{alg}: public JWK has {private_member}");
             }
             assert!(km.private_jwk.as_ref().contains_key("d"));
             assert_eq!(public["alg"], alg.as_str());

@@ -60,9 +60,8 @@ impl KeySet {
                 continue;
             };
             if state.is_published() {
-                let jwk = Jwk::from_bytes(key.public_jwk.as_bytes()).map_err(|e| {
-                    JoseError::InvalidKey(format!("public key {}: {e}", timeline.kid))
-                })?;
+                let jwk = Jwk::from_bytes(key.public_jwk.as_bytes())
+                    .map_err(|e| JoseError::InvalidKey(format!("public key {}: {e}", timeline.kid)))?;
                 // A public JWK with private members would leak the key through /jwks.
                 if jwk.as_ref().contains_key("d") {
                     return Err(JoseError::InvalidKey(format!(
@@ -81,14 +80,10 @@ impl KeySet {
                 });
             }
         }
-        let jwks_json = json!({ "keys": published.iter().map(|k| Value::Object(k.as_ref().clone())).collect::<Vec<_>>() })
-            .to_string();
-        Ok(KeySet {
-            active,
-            published,
-            jwks_json,
-            states,
-        })
+        let jwks_json =
+            json!({ "keys": published.iter().map(|k| Value::Object(k.as_ref().clone())).collect::<Vec<_>>() })
+                .to_string();
+        Ok(KeySet { active, published, jwks_json, states })
     }
 
     /// `{"keys":[...]}`: public keys only.
@@ -132,17 +127,10 @@ impl TokenSigner for KeySet {
         URL_SAFE_NO_PAD.encode_string(header, &mut compact);
         compact.push('.');
         URL_SAFE_NO_PAD.encode_string(payload, &mut compact);
-        let signature = active
-            .signer
-            .sign(compact.as_bytes())
-            .map_err(|e| SignError::Crypto(e.to_string()))?;
+        let signature = active.signer.sign(compact.as_bytes()).map_err(|e| SignError::Crypto(e.to_string()))?;
         compact.push('.');
         URL_SAFE_NO_PAD.encode_string(signature, &mut compact);
-        Ok(SignedJwt {
-            compact,
-            kid: active.kid.clone(),
-            alg: active.alg,
-        })
+        Ok(SignedJwt { compact, kid: active.kid.clone(), alg: active.alg })
     }
 }
 
@@ -151,10 +139,7 @@ mod tests {
     use super::*;
     use crate::{generate, verify_with_jwks};
 
-    const POLICY: RotationPolicy = RotationPolicy {
-        prepublication_secs: 60,
-        retention_secs: 600,
-    };
+    const POLICY: RotationPolicy = RotationPolicy { prepublication_secs: 60, retention_secs: 600 };
 
     fn loaded(kek: &KeyEncryptionKey, alg: SigningAlg, kid: &str, activates: i64) -> LoadedKey {
         let km = generate(alg, KeyId::new(kid)).unwrap();
@@ -174,8 +159,7 @@ mod tests {
     fn every_alg_signs_and_verifies_against_the_published_jwks() {
         let kek = KeyEncryptionKey::from_bytes([1; 32]);
         for alg in SigningAlg::ALL {
-            let set =
-                KeySet::build([loaded(&kek, alg, "k1", 0)], &kek, UnixTime(10), POLICY).unwrap();
+            let set = KeySet::build([loaded(&kek, alg, "k1", 0)], &kek, UnixTime(10), POLICY).unwrap();
             let mut claims = Map::new();
             claims.insert("sub".into(), json!("client-1"));
             let jwt = set.sign("at+jwt", &claims).unwrap();
@@ -192,10 +176,7 @@ mod tests {
     fn pending_key_is_published_but_does_not_sign() {
         let kek = KeyEncryptionKey::from_bytes([1; 32]);
         let set = KeySet::build(
-            [
-                loaded(&kek, SigningAlg::ES256, "old", 0),
-                loaded(&kek, SigningAlg::EdDSA, "new", 100),
-            ],
+            [loaded(&kek, SigningAlg::ES256, "old", 0), loaded(&kek, SigningAlg::EdDSA, "new", 100)],
             &kek,
             UnixTime(50),
             POLICY,
@@ -204,26 +185,14 @@ mod tests {
         assert_eq!(set.published().len(), 2);
         assert_eq!(set.active_kid().unwrap().as_str(), "old");
         assert_eq!(set.sign("JWT", &Map::new()).unwrap().kid.as_str(), "old");
-        assert_eq!(
-            set.next_transition(UnixTime(50), POLICY),
-            Some(UnixTime(100))
-        );
+        assert_eq!(set.next_transition(UnixTime(50), POLICY), Some(UnixTime(100)));
     }
 
     #[test]
     fn no_active_key_cannot_sign() {
         let kek = KeyEncryptionKey::from_bytes([1; 32]);
-        let set = KeySet::build(
-            [loaded(&kek, SigningAlg::ES256, "k", 100)],
-            &kek,
-            UnixTime(50),
-            POLICY,
-        )
-        .unwrap();
-        assert!(matches!(
-            set.sign("JWT", &Map::new()),
-            Err(SignError::NoActiveKey)
-        ));
+        let set = KeySet::build([loaded(&kek, SigningAlg::ES256, "k", 100)], &kek, UnixTime(50), POLICY).unwrap();
+        assert!(matches!(set.sign("JWT", &Map::new()), Err(SignError::NoActiveKey)));
     }
 
     #[test]

@@ -20,10 +20,7 @@ pub enum VerifyError {
     #[error("algorithm {0:?} is not accepted (PS256, ES256 or EdDSA only)")]
     Algorithm(String),
     #[error("header typ is {found:?}, expected {expected:?}")]
-    Type {
-        expected: String,
-        found: Option<String>,
-    },
+    Type { expected: String, found: Option<String> },
     #[error("no key in the key set matches the token's kid/alg")]
     UnknownKey,
     #[error("signature verification failed")]
@@ -51,30 +48,19 @@ fn typ_matches(found: &str, expected: &str) -> bool {
 /// Verifies `token` with a key of `jwks`. The key is chosen by `kid` when the header has one,
 /// otherwise every key whose type fits the algorithm is tried (FAPI2 5.4.3: clients may send
 /// keys without `kid`).
-pub fn verify_with_jwks(
-    token: &str,
-    jwks: &[Jwk],
-    expected_typ: Option<&str>,
-) -> Result<VerifiedJwt, VerifyError> {
+pub fn verify_with_jwks(token: &str, jwks: &[Jwk], expected_typ: Option<&str>) -> Result<VerifiedJwt, VerifyError> {
     let header_b64 = token.split('.').next().ok_or(VerifyError::Malformed)?;
     if token.split('.').count() != 3 {
         return Err(VerifyError::Malformed);
     }
-    let header_bytes = URL_SAFE_NO_PAD
-        .decode(header_b64)
-        .map_err(|_| VerifyError::Malformed)?;
-    let header: Map<String, Value> =
-        serde_json::from_slice(&header_bytes).map_err(|_| VerifyError::Malformed)?;
+    let header_bytes = URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| VerifyError::Malformed)?;
+    let header: Map<String, Value> = serde_json::from_slice(&header_bytes).map_err(|_| VerifyError::Malformed)?;
     let alg_name = header.get("alg").and_then(Value::as_str).unwrap_or("");
-    let alg =
-        SigningAlg::parse(alg_name).map_err(|_| VerifyError::Algorithm(alg_name.to_owned()))?;
+    let alg = SigningAlg::parse(alg_name).map_err(|_| VerifyError::Algorithm(alg_name.to_owned()))?;
     if let Some(expected) = expected_typ {
         let found = header.get("typ").and_then(Value::as_str);
         if !found.is_some_and(|t| typ_matches(t, expected)) {
-            return Err(VerifyError::Type {
-                expected: expected.to_owned(),
-                found: found.map(str::to_owned),
-            });
+            return Err(VerifyError::Type { expected: expected.to_owned(), found: found.map(str::to_owned) });
         }
     }
     let kid = header.get("kid").and_then(Value::as_str);
@@ -96,16 +82,11 @@ pub fn verify_with_jwks(
         };
         tried = true;
         if let Ok((payload, _)) = josekit::jws::deserialize_compact(token, verifier.as_ref()) {
-            let claims: Map<String, Value> =
-                serde_json::from_slice(&payload).map_err(|_| VerifyError::Payload)?;
+            let claims: Map<String, Value> = serde_json::from_slice(&payload).map_err(|_| VerifyError::Payload)?;
             return Ok(VerifiedJwt { header, claims });
         }
     }
-    Err(if tried {
-        VerifyError::Signature
-    } else {
-        VerifyError::UnknownKey
-    })
+    Err(if tried { VerifyError::Signature } else { VerifyError::UnknownKey })
 }
 
 #[cfg(test)]
@@ -122,31 +103,11 @@ mod tests {
 
     #[test]
     fn rejects_none_rs256_and_garbage() {
-        let none = format!(
-            "{}.{}.",
-            URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
-            URL_SAFE_NO_PAD.encode("{}")
-        );
-        assert_eq!(
-            verify_with_jwks(&none, &[], None).unwrap_err(),
-            VerifyError::Algorithm("none".into())
-        );
-        let rs = format!(
-            "{}.{}.c2ln",
-            URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256"}"#),
-            URL_SAFE_NO_PAD.encode("{}")
-        );
-        assert_eq!(
-            verify_with_jwks(&rs, &[], None).unwrap_err(),
-            VerifyError::Algorithm("RS256".into())
-        );
-        assert_eq!(
-            verify_with_jwks("garbage", &[], None).unwrap_err(),
-            VerifyError::Malformed
-        );
-        assert_eq!(
-            verify_with_jwks("a.b.c.d", &[], None).unwrap_err(),
-            VerifyError::Malformed
-        );
+        let none = format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), URL_SAFE_NO_PAD.encode("{}"));
+        assert_eq!(verify_with_jwks(&none, &[], None).unwrap_err(), VerifyError::Algorithm("none".into()));
+        let rs = format!("{}.{}.c2ln", URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256"}"#), URL_SAFE_NO_PAD.encode("{}"));
+        assert_eq!(verify_with_jwks(&rs, &[], None).unwrap_err(), VerifyError::Algorithm("RS256".into()));
+        assert_eq!(verify_with_jwks("garbage", &[], None).unwrap_err(), VerifyError::Malformed);
+        assert_eq!(verify_with_jwks("a.b.c.d", &[], None).unwrap_err(), VerifyError::Malformed);
     }
 }

@@ -12,11 +12,7 @@ use crate::serve::{self, StartError};
 use crate::{dev, keys};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "tessera",
-    version,
-    about = "OAuth 2.0 / FAPI 2.0 authorization server for bank API programmes"
-)]
+#[command(name = "tessera", version, about = "OAuth 2.0 / FAPI 2.0 authorization server for bank API programmes")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -91,10 +87,7 @@ pub fn main() -> ExitCode {
     // Both providers may be compiled in a workspace build; pick aws-lc-rs explicitly (an Err only
     // means one is already installed).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tessera: cannot start the async runtime: {e}");
@@ -107,11 +100,7 @@ pub fn main() -> ExitCode {
                 LogFormatArg::Human => LogFormat::Human,
                 LogFormatArg::Json => LogFormat::Json,
             });
-            match actix_web::rt::System::new().block_on(serve::run(
-                args.source,
-                args.listen,
-                log_format,
-            )) {
+            match actix_web::rt::System::new().block_on(serve::run(args.source, args.listen, log_format)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(StartError::Config(e)) => config_failure(&e),
                 Err(e) => {
@@ -147,13 +136,8 @@ pub fn load_for_admin(source: &Source) -> Result<Config, ConfigError> {
     match &source.config {
         Some(path) => config::load_file(path),
         None => {
-            let manifest = dev::ensure(&source.data_dir)
-                .map_err(|e| ConfigError::new("--data-dir", e.to_string()))?;
-            config::load_dev(dev::raw_config(
-                &manifest,
-                "https://127.0.0.1:8443",
-                "127.0.0.1:8443",
-            ))
+            let manifest = dev::ensure(&source.data_dir).map_err(|e| ConfigError::new("--data-dir", e.to_string()))?;
+            config::load_dev(dev::raw_config(&manifest, "https://127.0.0.1:8443", "127.0.0.1:8443"))
         }
     }
 }
@@ -200,15 +184,18 @@ async fn keys_command(command: KeysCommand) -> ExitCode {
                 }
             }
         }
-        KeysCommand::List { json, .. } => {
-            match keys::list(store.as_ref(), &clock, config.rotation).await {
-                Ok(states) => {
-                    let rows: Vec<serde_json::Value> = states
+        KeysCommand::List { json, .. } => match keys::list(store.as_ref(), &clock, config.rotation).await {
+            Ok(states) => {
+                let rows: Vec<serde_json::Value> = states
                     .iter()
                     .map(|(k, s)| {
                         let (retired, unpublished) = match s {
-                            KeyState::Retired { since } => (Some(since.0), Some(since.0 + config.rotation.retention_secs)),
-                            KeyState::Expired { since } => (Some(since.0 - config.rotation.retention_secs), Some(since.0)),
+                            KeyState::Retired { since } => {
+                                (Some(since.0), Some(since.0 + config.rotation.retention_secs))
+                            }
+                            KeyState::Expired { since } => {
+                                (Some(since.0 - config.rotation.retention_secs), Some(since.0))
+                            }
                             _ => (None, None),
                         };
                         serde_json::json!({
@@ -218,42 +205,36 @@ async fn keys_command(command: KeysCommand) -> ExitCode {
                         })
                     })
                     .collect();
-                    if json {
-                        println!("{}", serde_json::Value::Array(rows));
-                    } else {
+                if json {
+                    println!("{}", serde_json::Value::Array(rows));
+                } else {
+                    println!(
+                        "{:<36} {:<6} {:<8} {:<21} {:<21} {:<21}",
+                        "KID", "ALG", "STATE", "CREATED", "SIGNS FROM", "UNPUBLISHED AT"
+                    );
+                    for r in rows {
                         println!(
                             "{:<36} {:<6} {:<8} {:<21} {:<21} {:<21}",
-                            "KID", "ALG", "STATE", "CREATED", "SIGNS FROM", "UNPUBLISHED AT"
+                            r["kid"].as_str().unwrap_or(""),
+                            r["alg"].as_str().unwrap_or(""),
+                            r["state"].as_str().unwrap_or(""),
+                            fmt_time(r["created_at"].as_i64().unwrap_or(0)),
+                            fmt_time(r["activates_at"].as_i64().unwrap_or(0)),
+                            r["unpublished_at"].as_i64().map(fmt_time).unwrap_or_else(|| "-".into()),
                         );
-                        for r in rows {
-                            println!(
-                                "{:<36} {:<6} {:<8} {:<21} {:<21} {:<21}",
-                                r["kid"].as_str().unwrap_or(""),
-                                r["alg"].as_str().unwrap_or(""),
-                                r["state"].as_str().unwrap_or(""),
-                                fmt_time(r["created_at"].as_i64().unwrap_or(0)),
-                                fmt_time(r["activates_at"].as_i64().unwrap_or(0)),
-                                r["unpublished_at"]
-                                    .as_i64()
-                                    .map(fmt_time)
-                                    .unwrap_or_else(|| "-".into()),
-                            );
-                        }
                     }
-                    ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    eprintln!("tessera: {e}");
-                    ExitCode::from(1)
-                }
+                ExitCode::SUCCESS
             }
-        }
+            Err(e) => {
+                eprintln!("tessera: {e}");
+                ExitCode::from(1)
+            }
+        },
     }
 }
 
 pub fn fmt_time(secs: i64) -> String {
-    humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64),
-    )
-    .to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64))
+        .to_string()
 }

@@ -26,10 +26,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
-            key: key.into(),
-            message: message.into(),
-        }
+        ConfigError { key: key.into(), message: message.into() }
     }
 }
 
@@ -115,10 +112,7 @@ pub struct RawLog {
 
 impl Default for RawLog {
     fn default() -> Self {
-        RawLog {
-            format: LogFormat::Human,
-            level: default_level(),
-        }
+        RawLog { format: LogFormat::Human, level: default_level() }
     }
 }
 
@@ -181,20 +175,13 @@ pub struct MtlsAlias {
 const RESERVED_ENV_PREFIX: &str = "test_";
 
 fn env_provider() -> Env {
-    Env::prefixed("TESSERA_").split("__").filter(|k| {
-        !k.as_str()
-            .to_ascii_lowercase()
-            .starts_with(RESERVED_ENV_PREFIX)
-    })
+    Env::prefixed("TESSERA_").split("__").filter(|k| !k.as_str().to_ascii_lowercase().starts_with(RESERVED_ENV_PREFIX))
 }
 
 /// Reads `path` (TOML) with environment overrides and validates everything.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     if let Err(e) = std::fs::metadata(path) {
-        return Err(ConfigError::new(
-            "--config",
-            format!("cannot read {}: {e}", path.display()),
-        ));
+        return Err(ConfigError::new("--config", format!("cannot read {}: {e}", path.display())));
     }
     let figment = Figment::new().merge(Toml::file(path)).merge(env_provider());
     let raw: RawConfig = figment.extract().map_err(figment_error)?;
@@ -211,10 +198,7 @@ pub fn load_dev(raw: RawConfig) -> Result<Config, ConfigError> {
 fn figment_error(e: figment::Error) -> ConfigError {
     use figment::error::Kind;
     // Report the first error with its full key path and where the value came from.
-    let e = e
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| figment::Error::from("unknown error".to_string()));
+    let e = e.into_iter().next().unwrap_or_else(|| figment::Error::from("unknown error".to_string()));
     let mut key = e.path.join(".");
     let source = e
         .metadata
@@ -226,48 +210,24 @@ fn figment_error(e: figment::Error) -> ConfigError {
         .unwrap_or_default();
     let message = match &e.kind {
         Kind::UnknownField(field, expected) => {
-            key = if key.is_empty() {
-                field.clone()
-            } else {
-                format!("{key}.{field}")
-            };
-            format!(
-                "unknown key; expected one of: {}{source}",
-                expected.join(", ")
-            )
+            key = if key.is_empty() { field.clone() } else { format!("{key}.{field}") };
+            format!("unknown key; expected one of: {}{source}", expected.join(", "))
         }
         Kind::MissingField(field) => {
-            key = if key.is_empty() {
-                field.to_string()
-            } else {
-                format!("{key}.{field}")
-            };
+            key = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
             format!("required key is missing{source}")
         }
         other => format!("{other}{source}"),
     };
-    ConfigError::new(
-        if key.is_empty() {
-            "(root)".to_string()
-        } else {
-            key
-        },
-        message,
-    )
+    ConfigError::new(if key.is_empty() { "(root)".to_string() } else { key }, message)
 }
 
 fn read_file(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path)
-        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))
+    std::fs::read(path).map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))
 }
 
 fn parse_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
-    s.parse().map_err(|_| {
-        ConfigError::new(
-            key,
-            format!("{s:?} is not an address and port like 0.0.0.0:8443"),
-        )
-    })
+    s.parse().map_err(|_| ConfigError::new(key, format!("{s:?} is not an address and port like 0.0.0.0:8443")))
 }
 
 pub fn read_certs(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
@@ -276,10 +236,7 @@ pub fn read_certs(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>
         .collect::<Result<_, _>>()
         .map_err(|e| ConfigError::new(key, format!("{} is not PEM: {e}", path.display())))?;
     if certs.is_empty() {
-        return Err(ConfigError::new(
-            key,
-            format!("{} holds no CERTIFICATE block", path.display()),
-        ));
+        return Err(ConfigError::new(key, format!("{} holds no CERTIFICATE block", path.display())));
     }
     Ok(certs)
 }
@@ -287,28 +244,21 @@ pub fn read_certs(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>
 fn read_private_key(key: &str, path: &Path) -> Result<PrivateKeyDer<'static>, ConfigError> {
     check_private_file_mode(key, path)?;
     let bytes = read_file(key, path)?;
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
-        ConfigError::new(
-            key,
-            format!("{} holds no usable PEM private key: {e}", path.display()),
-        )
-    })
+    PrivateKeyDer::from_pem_slice(&bytes)
+        .map_err(|e| ConfigError::new(key, format!("{} holds no usable PEM private key: {e}", path.display())))
 }
 
 /// Private keys must not be readable by group or others (like ssh): a leaked signing or TLS key
 /// is the end of the trust the server exists for.
 fn check_private_file_mode(key: &str, path: &Path) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(ConfigError::new(
             key,
-            format!(
-                "{} is readable by group or others (mode {mode:o}); run chmod 600 on it",
-                path.display()
-            ),
+            format!("{} is readable by group or others (mode {mode:o}); run chmod 600 on it", path.display()),
         ));
     }
     Ok(())
@@ -316,8 +266,7 @@ fn check_private_file_mode(key: &str, path: &Path) -> Result<(), ConfigError> {
 
 fn validate(raw: RawConfig, dev_mode: bool) -> Result<Config, ConfigError> {
     let raw_files = raw.clone();
-    let issuer =
-        Issuer::parse(&raw.issuer).map_err(|e| ConfigError::new("issuer", e.to_string()))?;
+    let issuer = Issuer::parse(&raw.issuer).map_err(|e| ConfigError::new("issuer", e.to_string()))?;
     let listen = parse_addr("server.listen", &raw.server.listen)?;
     let tls_chain = read_certs("server.tls_cert_file", &raw.server.tls_cert_file)?;
     let tls_key = read_private_key("server.tls_key_file", &raw.server.tls_key_file)?;
@@ -330,10 +279,7 @@ fn validate(raw: RawConfig, dev_mode: bool) -> Result<Config, ConfigError> {
         Some(a) => Some(MtlsAlias {
             listen: parse_addr("server.mtls_alias.listen", &a.listen)?,
             base_url: Issuer::parse(&a.base_url).map_err(|e| {
-                ConfigError::new(
-                    "server.mtls_alias.base_url",
-                    e.to_string().replace("issuer", "base URL"),
-                )
+                ConfigError::new("server.mtls_alias.base_url", e.to_string().replace("issuer", "base URL"))
             })?,
         }),
     };
@@ -342,9 +288,7 @@ fn validate(raw: RawConfig, dev_mode: bool) -> Result<Config, ConfigError> {
     }
 
     let url = raw.database.url.trim();
-    let scheme_ok = ["sqlite://", "sqlite:", "postgres://", "postgresql://"]
-        .iter()
-        .any(|p| url.starts_with(p));
+    let scheme_ok = ["sqlite://", "sqlite:", "postgres://", "postgresql://"].iter().any(|p| url.starts_with(p));
     if !scheme_ok {
         return Err(ConfigError::new(
             "database.url",
@@ -370,23 +314,18 @@ fn validate(raw: RawConfig, dev_mode: bool) -> Result<Config, ConfigError> {
         }
         (Some(path), None) => {
             check_private_file_mode("keys.encryption_key_file", path)?;
-            let text =
-                String::from_utf8(read_file("keys.encryption_key_file", path)?).map_err(|_| {
-                    ConfigError::new("keys.encryption_key_file", "the file is not text")
-                })?;
-            KeyEncryptionKey::parse(&text)
-                .map_err(|e| ConfigError::new("keys.encryption_key_file", e.to_string()))?
+            let text = String::from_utf8(read_file("keys.encryption_key_file", path)?)
+                .map_err(|_| ConfigError::new("keys.encryption_key_file", "the file is not text"))?;
+            KeyEncryptionKey::parse(&text).map_err(|e| ConfigError::new("keys.encryption_key_file", e.to_string()))?
         }
-        (None, Some(text)) => KeyEncryptionKey::parse(text)
-            .map_err(|e| ConfigError::new("keys.encryption_key", e.to_string()))?,
+        (None, Some(text)) => {
+            KeyEncryptionKey::parse(text).map_err(|e| ConfigError::new("keys.encryption_key", e.to_string()))?
+        }
     };
-    let signing_alg = SigningAlg::parse(&raw.keys.algorithm)
-        .map_err(|e| ConfigError::new("keys.algorithm", e.to_string()))?;
+    let signing_alg =
+        SigningAlg::parse(&raw.keys.algorithm).map_err(|e| ConfigError::new("keys.algorithm", e.to_string()))?;
     if raw.keys.prepublication_secs < 0 {
-        return Err(ConfigError::new(
-            "keys.prepublication_secs",
-            "must not be negative",
-        ));
+        return Err(ConfigError::new("keys.prepublication_secs", "must not be negative"));
     }
     if !(1..=HARD_MAX_TOKEN_LIFETIME_SECS).contains(&raw.keys.max_token_lifetime_secs) {
         return Err(ConfigError::new(
@@ -395,24 +334,16 @@ fn validate(raw: RawConfig, dev_mode: bool) -> Result<Config, ConfigError> {
         ));
     }
     if raw.keys.reload_interval_secs == 0 {
-        return Err(ConfigError::new(
-            "keys.reload_interval_secs",
-            "must be at least 1",
-        ));
+        return Err(ConfigError::new("keys.reload_interval_secs", "must be at least 1"));
     }
     // A retired key stays published while any token it signed may be alive: the longest token
     // lifetime, plus the time a node may take to notice that the next key activated.
     let rotation = RotationPolicy {
         prepublication_secs: raw.keys.prepublication_secs,
-        retention_secs: raw.keys.max_token_lifetime_secs
-            + raw.keys.reload_interval_secs as i64
-            + 60,
+        retention_secs: raw.keys.max_token_lifetime_secs + raw.keys.reload_interval_secs as i64 + 60,
     };
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
-        return Err(ConfigError::new(
-            "log.level",
-            format!("{:?} is not a log filter: {e}", raw.log.level),
-        ));
+        return Err(ConfigError::new("log.level", format!("{:?} is not a log filter: {e}", raw.log.level)));
     }
 
     let config = Config {
@@ -475,14 +406,8 @@ fn refuse_dev_material(config: &Config) -> Result<(), ConfigError> {
 /// A file inside a directory dev mode generated (it holds a manifest marked `tessera_dev`).
 fn refuse_dev_files(raw: &RawConfig) -> Result<(), ConfigError> {
     let mut files: Vec<(String, &Path)> = vec![
-        (
-            "server.tls_cert_file".into(),
-            raw.server.tls_cert_file.as_path(),
-        ),
-        (
-            "server.tls_key_file".into(),
-            raw.server.tls_key_file.as_path(),
-        ),
+        ("server.tls_cert_file".into(), raw.server.tls_cert_file.as_path()),
+        ("server.tls_key_file".into(), raw.server.tls_key_file.as_path()),
     ];
     for (i, p) in raw.server.client_ca_files.iter().enumerate() {
         files.push((format!("server.client_ca_files[{i}]"), p.as_path()));
@@ -494,10 +419,7 @@ fn refuse_dev_files(raw: &RawConfig) -> Result<(), ConfigError> {
         if path.parent().is_some_and(crate::dev::is_dev_dir) {
             return Err(ConfigError::new(
                 key,
-                format!(
-                    "{} is dev mode material; production refuses it",
-                    path.display()
-                ),
+                format!("{} is dev mode material; production refuses it", path.display()),
             ));
         }
     }

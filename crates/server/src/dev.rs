@@ -8,8 +8,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
 };
 use serde::{Deserialize, Serialize};
 use tessera_core::keys::SigningAlg;
@@ -24,10 +24,7 @@ pub const DEV_DIRECTORY_ISSUER: &str = "tessera-dev-directory";
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {
     #[error("dev mode could not write {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("dev mode could not generate {what}: {message}")]
     Generate { what: &'static str, message: String },
     #[error("the dev manifest {path} is unreadable: {message}")]
@@ -73,10 +70,7 @@ pub fn is_dev_dir(dir: &Path) -> bool {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DevError + '_ {
-    move |source| DevError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    move |source| DevError::Io { path: path.to_owned(), source }
 }
 
 fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), DevError> {
@@ -92,10 +86,7 @@ fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), DevErro
 }
 
 fn gen_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> DevError {
-    move |e| DevError::Generate {
-        what,
-        message: e.to_string(),
-    }
+    move |e| DevError::Generate { what, message: e.to_string() }
 }
 
 fn dn(cn: &str, org: &str, ou: Option<&str>) -> DistinguishedName {
@@ -123,43 +114,24 @@ pub fn ensure(data_dir: &Path) -> Result<Manifest, DevError> {
     fs::create_dir_all(&dev).map_err(io(&dev))?;
     fs::set_permissions(&dev, fs::Permissions::from_mode(0o700)).map_err(io(&dev))?;
     let dev = fs::canonicalize(&dev).map_err(io(&dev))?;
-    let data_dir = dev
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| dev.clone());
+    let data_dir = dev.parent().map(Path::to_path_buf).unwrap_or_else(|| dev.clone());
 
     // The key-encryption key is generated once and never replaced: the signing keys in the
     // database are encrypted under it.
     let kek_path = dev.join("key-encryption.key");
     if !kek_path.exists() {
         let mut key = [0u8; 32];
-        OsRng.fill(&mut key).map_err(|e| DevError::Generate {
-            what: "key-encryption key",
-            message: e.to_string(),
-        })?;
-        write_file(
-            &kek_path,
-            format!("{}\n", KeyEncryptionKey::encode(&key)).as_bytes(),
-            true,
-        )?;
+        OsRng.fill(&mut key).map_err(|e| DevError::Generate { what: "key-encryption key", message: e.to_string() })?;
+        write_file(&kek_path, format!("{}\n", KeyEncryptionKey::encode(&key)).as_bytes(), true)?;
     }
 
     let manifest_path = dev.join(MANIFEST);
     if let Ok(bytes) = fs::read(&manifest_path) {
-        let manifest: Manifest =
-            serde_json::from_slice(&bytes).map_err(|e| DevError::Manifest {
-                path: manifest_path.clone(),
-                message: e.to_string(),
-            })?;
-        let all_there = [
-            &manifest.ca,
-            &manifest.server,
-            &manifest.client,
-            &manifest.gateway,
-            &manifest.admin,
-        ]
-        .iter()
-        .all(|p| p.cert.exists() && p.key.exists())
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| DevError::Manifest { path: manifest_path.clone(), message: e.to_string() })?;
+        let all_there = [&manifest.ca, &manifest.server, &manifest.client, &manifest.gateway, &manifest.admin]
+            .iter()
+            .all(|p| p.cert.exists() && p.key.exists())
             && manifest.directory.signing_key_jwk.exists()
             && manifest.directory.jwks.exists();
         if all_there {
@@ -171,16 +143,12 @@ pub fn ensure(data_dir: &Path) -> Result<Manifest, DevError> {
 
 fn generate(data_dir: &Path, dev: &Path, kek_path: PathBuf) -> Result<Manifest, DevError> {
     let ca_key = KeyPair::generate().map_err(gen_err("the dev CA key"))?;
-    let mut ca_params =
-        CertificateParams::new(Vec::<String>::new()).map_err(gen_err("the dev CA"))?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(gen_err("the dev CA"))?;
     let ca_cn = format!("{DEV_MARKER} CA (not for production)");
     ca_params.distinguished_name = dn(&ca_cn, DEV_MARKER, None);
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    ca_params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let ca_key_pem = ca_key.serialize_pem();
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(gen_err("the dev CA"))?;
 
@@ -206,9 +174,7 @@ fn generate(data_dir: &Path, dev: &Path, kek_path: PathBuf) -> Result<Manifest, 
         params.distinguished_name = dn(cn, org, ou);
         params.extended_key_usages = vec![eku];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let cert = params
-            .signed_by(&key, &ca)
-            .map_err(gen_err("a dev certificate"))?;
+        let cert = params.signed_by(&key, &ca).map_err(gen_err("a dev certificate"))?;
         let mut p = pair(name);
         p.subject = rfc4514(cn, org, ou);
         write_file(&p.cert, cert.pem().as_bytes(), false)?;
@@ -249,21 +215,14 @@ fn generate(data_dir: &Path, dev: &Path, kek_path: PathBuf) -> Result<Manifest, 
     )?;
 
     let directory_key = tessera_jose::generate(SigningAlg::ES256, KeyId::new("dev-directory-1"))
-        .map_err(|e| DevError::Generate {
-            what: "the demo directory key",
-            message: e.to_string(),
-        })?;
+        .map_err(|e| DevError::Generate { what: "the demo directory key", message: e.to_string() })?;
     let directory = DirectoryFiles {
         issuer: DEV_DIRECTORY_ISSUER.into(),
         signing_key_jwk: dev.join("directory.jwk"),
         jwks: dev.join("directory.jwks.json"),
     };
-    let private = serde_json::to_vec_pretty(directory_key.private_jwk.as_ref()).map_err(|e| {
-        DevError::Generate {
-            what: "the demo directory key",
-            message: e.to_string(),
-        }
-    })?;
+    let private = serde_json::to_vec_pretty(directory_key.private_jwk.as_ref())
+        .map_err(|e| DevError::Generate { what: "the demo directory key", message: e.to_string() })?;
     write_file(&directory.signing_key_jwk, &private, true)?;
     let jwks = serde_json::json!({ "keys": [directory_key.public_jwk.as_ref()] });
     write_file(&directory.jwks, jwks.to_string().as_bytes(), false)?;
@@ -281,10 +240,8 @@ fn generate(data_dir: &Path, dev: &Path, kek_path: PathBuf) -> Result<Manifest, 
         key_encryption_key: kek_path,
     };
     let manifest_path = dev.join(MANIFEST);
-    let text = serde_json::to_vec_pretty(&manifest).map_err(|e| DevError::Manifest {
-        path: manifest_path.clone(),
-        message: e.to_string(),
-    })?;
+    let text = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| DevError::Manifest { path: manifest_path.clone(), message: e.to_string() })?;
     write_file(&manifest_path, &text, false)?;
     Ok(manifest)
 }
@@ -331,11 +288,7 @@ mod tests {
         let ca_before = fs::read(&first.ca.cert).unwrap();
         let second = ensure(dir.path()).unwrap();
         assert_eq!(first, second);
-        assert_eq!(
-            ca_before,
-            fs::read(&second.ca.cert).unwrap(),
-            "second start reuses the CA"
-        );
+        assert_eq!(ca_before, fs::read(&second.ca.cert).unwrap(), "second start reuses the CA");
         for key in [
             &first.ca.key,
             &first.server.key,

@@ -8,8 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tessera_core::discovery::MetadataFragment;
 use tessera_core::keys::{
-    KeyState, KeyTimeline, RotationPolicy, SignError, SigningAlg, TokenSigner, classify,
-    next_activation,
+    KeyState, KeyTimeline, RotationPolicy, SignError, SigningAlg, TokenSigner, classify, next_activation,
 };
 use tessera_core::{Clock, KeyId, OsRng, Rng, UnixTime};
 use tessera_jose::{KeyEncryptionKey, KeySet, LoadedKey};
@@ -57,16 +56,10 @@ fn to_loaded(keys: &[StoredKey]) -> Vec<LoadedKey> {
 }
 
 fn new_kid(alg: SigningAlg, now: UnixTime) -> Result<KeyId, KeyError> {
-    let date = humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + Duration::from_secs(now.0.max(0) as u64),
-    )
-    .to_string();
+    let date =
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(now.0.max(0) as u64)).to_string();
     let day: String = date.chars().take(10).filter(|c| *c != '-').collect();
-    Ok(KeyId::new(format!(
-        "{}-{day}-{}",
-        alg.as_str().to_ascii_lowercase(),
-        OsRng.token(9)?
-    )))
+    Ok(KeyId::new(format!("{}-{day}-{}", alg.as_str().to_ascii_lowercase(), OsRng.token(9)?)))
 }
 
 /// Generates a key, encrypts its private part and stores it to activate at `activates_at`.
@@ -100,12 +93,7 @@ pub async fn rotate(
     alg: SigningAlg,
 ) -> Result<StoredKey, KeyError> {
     let now = clock.now();
-    let existing: Vec<KeyTimeline> = store
-        .list_keys()
-        .await?
-        .iter()
-        .map(StoredKey::timeline)
-        .collect();
+    let existing: Vec<KeyTimeline> = store.list_keys().await?.iter().map(StoredKey::timeline).collect();
     let activates_at = next_activation(&existing, now, policy);
     create_key(store, kek, alg, now, activates_at).await
 }
@@ -116,12 +104,7 @@ pub async fn list(
     clock: &dyn Clock,
     policy: RotationPolicy,
 ) -> Result<Vec<(KeyTimeline, KeyState)>, KeyError> {
-    let timelines: Vec<KeyTimeline> = store
-        .list_keys()
-        .await?
-        .iter()
-        .map(StoredKey::timeline)
-        .collect();
+    let timelines: Vec<KeyTimeline> = store.list_keys().await?.iter().map(StoredKey::timeline).collect();
     Ok(classify(&timelines, clock.now(), policy))
 }
 
@@ -186,13 +169,7 @@ impl KeyService {
             }
         };
         let before = self.published().keyset.active_kid().cloned();
-        let published = build(
-            &stored,
-            &self.kek,
-            self.clock.now(),
-            self.policy,
-            &self.metadata,
-        )?;
+        let published = build(&stored, &self.kek, self.clock.now(), self.policy, &self.metadata)?;
         let after = published.keyset.active_kid().cloned();
         if before != after {
             tracing::info!(previous = ?before.as_ref().map(KeyId::as_str), active = ?after.as_ref().map(KeyId::as_str), "signing key switched");
@@ -257,16 +234,10 @@ mod tests {
     use tessera_core::FixedClock;
     use tessera_store::MemoryStore;
 
-    const POLICY: RotationPolicy = RotationPolicy {
-        prepublication_secs: 100,
-        retention_secs: 1000,
-    };
+    const POLICY: RotationPolicy = RotationPolicy { prepublication_secs: 100, retention_secs: 1000 };
 
     fn metadata() -> MetadataFragment {
-        json!({"issuer": "https://as.example"})
-            .as_object()
-            .unwrap()
-            .clone()
+        json!({"issuer": "https://as.example"}).as_object().unwrap().clone()
     }
 
     #[tokio::test]
@@ -274,16 +245,9 @@ mod tests {
         let store: Arc<dyn KeyStore> = Arc::new(MemoryStore::new());
         let clock = FixedClock::new(1_000_000);
         let kek = KeyEncryptionKey::from_bytes([3; 32]);
-        let svc = KeyService::start(
-            store.clone(),
-            kek,
-            Arc::new(clock),
-            POLICY,
-            SigningAlg::ES256,
-            metadata(),
-        )
-        .await
-        .unwrap();
+        let svc = KeyService::start(store.clone(), kek, Arc::new(clock), POLICY, SigningAlg::ES256, metadata())
+            .await
+            .unwrap();
         let p = svc.published();
         let doc: Value = serde_json::from_str(&p.discovery_json).unwrap();
         let signed = doc["signed_metadata"].as_str().unwrap();
@@ -308,33 +272,19 @@ mod tests {
         .await
         .unwrap();
         let old = svc.signer().active_kid().unwrap().clone();
-        let new = rotate(store.as_ref(), &kek, &clock, POLICY, SigningAlg::EdDSA)
-            .await
-            .unwrap();
+        let new = rotate(store.as_ref(), &kek, &clock, POLICY, SigningAlg::EdDSA).await.unwrap();
         svc.reload().await.unwrap();
-        assert_eq!(
-            svc.signer().published().len(),
-            2,
-            "new key published before it signs"
-        );
+        assert_eq!(svc.signer().published().len(), 2, "new key published before it signs");
         assert_eq!(svc.signer().active_kid(), Some(&old));
 
         clock.advance(100);
         svc.reload().await.unwrap();
         assert_eq!(svc.signer().active_kid(), Some(&new.kid));
-        assert_eq!(
-            svc.signer().published().len(),
-            2,
-            "old key stays while its tokens live"
-        );
+        assert_eq!(svc.signer().published().len(), 2, "old key stays while its tokens live");
 
         clock.advance(1000);
         svc.reload().await.unwrap();
-        assert_eq!(
-            svc.signer().published().len(),
-            1,
-            "old key unpublished after retention"
-        );
+        assert_eq!(svc.signer().published().len(), 1, "old key unpublished after retention");
         let states = list(store.as_ref(), &clock, POLICY).await.unwrap();
         let labels: Vec<_> = states.iter().map(|(_, s)| s.label()).collect();
         assert_eq!(labels, vec!["expired", "active"]);

@@ -43,41 +43,21 @@ impl Metrics {
         let mut registry = Registry::with_prefix("tessera");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
-        registry.register(
-            "http_requests",
-            "HTTP requests by route pattern, method and status",
-            requests.clone(),
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request latency by route pattern",
-            latency.clone(),
-        );
+        registry.register("http_requests", "HTTP requests by route pattern, method and status", requests.clone());
+        registry.register("http_request_duration_seconds", "HTTP request latency by route pattern", latency.clone());
         let build = Info::new(vec![
             ("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
             ("rustc_edition".to_owned(), "2024".to_owned()),
         ]);
         registry.register("build", "Build information", build);
-        Metrics {
-            registry,
-            requests,
-            latency,
-        }
+        Metrics { registry, requests, latency }
     }
 
     pub fn record(&self, route: &str, method: &str, status: u16, seconds: f64) {
         self.requests
-            .get_or_create(&RequestLabels {
-                route: route.to_owned(),
-                method: method.to_owned(),
-                status,
-            })
+            .get_or_create(&RequestLabels { route: route.to_owned(), method: method.to_owned(), status })
             .inc();
-        self.latency
-            .get_or_create(&RouteLabels {
-                route: route.to_owned(),
-            })
-            .observe(seconds);
+        self.latency.get_or_create(&RouteLabels { route: route.to_owned() }).observe(seconds);
     }
 
     pub fn render(&self) -> Result<String, std::fmt::Error> {
@@ -107,10 +87,7 @@ pub async fn track(
         let elapsed = start.elapsed().as_secs_f64();
         match &result {
             Ok(res) => {
-                let route = res
-                    .request()
-                    .match_pattern()
-                    .unwrap_or_else(|| "unmatched".to_owned());
+                let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
                 metrics.record(&route, &method, res.status().as_u16(), elapsed);
             }
             Err(e) => {
@@ -132,16 +109,8 @@ mod tests {
         m.record("/jwks", "GET", 200, 0.001);
         m.record("/jwks", "GET", 200, 0.002);
         let text = m.render().unwrap();
-        assert!(
-            text.contains(
-                r#"tessera_http_requests_total{route="/jwks",method="GET",status="200"} 2"#
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains("tessera_http_request_duration_seconds_bucket"),
-            "{text}"
-        );
+        assert!(text.contains(r#"tessera_http_requests_total{route="/jwks",method="GET",status="200"} 2"#), "{text}");
+        assert!(text.contains("tessera_http_request_duration_seconds_bucket"), "{text}");
         assert!(text.contains("tessera_build_info{"), "{text}");
     }
 }

@@ -17,26 +17,14 @@ pub struct Probes {
 /// Registers the routes. `prefix` is the issuer's path ("" for an issuer without one); RFC 8414
 /// §3 puts the well-known segment between host and path, OIDC Discovery after the path.
 pub fn configure(cfg: &mut web::ServiceConfig, prefix: &str) {
-    cfg.route(
-        "/.well-known/oauth-authorization-server",
-        web::get().to(discovery),
-    )
-    .route(
-        "/.well-known/openid-configuration",
-        web::get().to(discovery),
-    )
-    .route("/healthz", web::get().to(healthz))
-    .route("/readyz", web::get().to(readyz))
-    .route("/metrics", web::get().to(metrics));
+    cfg.route("/.well-known/oauth-authorization-server", web::get().to(discovery))
+        .route("/.well-known/openid-configuration", web::get().to(discovery))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
     if !prefix.is_empty() {
-        cfg.route(
-            &format!("/.well-known/oauth-authorization-server{prefix}"),
-            web::get().to(discovery),
-        )
-        .route(
-            &format!("{prefix}/.well-known/openid-configuration"),
-            web::get().to(discovery),
-        );
+        cfg.route(&format!("/.well-known/oauth-authorization-server{prefix}"), web::get().to(discovery))
+            .route(&format!("{prefix}/.well-known/openid-configuration"), web::get().to(discovery));
     }
     cfg.route(&format!("{prefix}/jwks"), web::get().to(jwks));
 }
@@ -83,10 +71,7 @@ async fn readyz(probes: web::Data<Probes>, keys: web::Data<KeyService>) -> HttpR
 async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
     match metrics.render() {
         Ok(text) => HttpResponse::Ok()
-            .insert_header((
-                CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            ))
+            .insert_header((CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8"))
             .body(text),
         Err(_) => HttpResponse::InternalServerError().finish(),
     }

@@ -25,10 +25,7 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
+    Bind { addr: String, source: std::io::Error },
     #[error("database: {0}")]
     Store(#[from] StoreError),
     #[error("signing keys: {0}")]
@@ -60,13 +57,9 @@ pub fn redact_url(url: &str) -> String {
 /// The durable store named by the configuration, migrated.
 pub async fn connect_store(config: &Config) -> Result<Arc<DieselStore>, StoreError> {
     if let Some(path) = config.database_url.strip_prefix("sqlite://") {
-        if let Some(parent) = std::path::Path::new(path)
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
-            })?;
+        if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
         }
     }
     let store = DieselStore::connect(
@@ -98,12 +91,7 @@ pub fn server_metadata(config: &Config) -> MetadataFragment {
     }
     let mut fragments = vec![base.as_object().cloned().unwrap_or_default()];
     if let Some(alias) = alias {
-        fragments.push(discovery::endpoint(
-            &config.issuer,
-            Some(alias),
-            "jwks_uri",
-            "/jwks",
-        ));
+        fragments.push(discovery::endpoint(&config.issuer, Some(alias), "jwks_uri", "/jwks"));
     }
     discovery::merge(fragments).unwrap_or_default()
 }
@@ -112,9 +100,7 @@ fn init_logging(config: &Config, override_format: Option<LogFormat>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let result = match override_format.unwrap_or(config.log.format.clone()) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Human => builder.try_init(),
@@ -125,21 +111,14 @@ fn init_logging(config: &Config, override_format: Option<LogFormat>) {
 }
 
 fn bind(addr: &str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).map_err(|source| StartError::Bind {
-        addr: addr.to_owned(),
-        source,
-    })
+    TcpListener::bind(addr).map_err(|source| StartError::Bind { addr: addr.to_owned(), source })
 }
 
 fn issuer_for(addr: SocketAddr) -> String {
     format!("https://{addr}")
 }
 
-pub async fn run(
-    source: Source,
-    dev_listen: String,
-    log_format: Option<LogFormat>,
-) -> Result<(), StartError> {
+pub async fn run(source: Source, dev_listen: String, log_format: Option<LogFormat>) -> Result<(), StartError> {
     let (config, listener, manifest) = match &source.config {
         Some(path) => {
             let config = config::load_file(path)?;
@@ -150,19 +129,13 @@ pub async fn run(
             let manifest = dev::ensure(&source.data_dir)?;
             let listener = bind(&dev_listen)?;
             let addr = listener.local_addr()?;
-            let config = config::load_dev(dev::raw_config(
-                &manifest,
-                &issuer_for(addr),
-                &addr.to_string(),
-            ))?;
+            let config = config::load_dev(dev::raw_config(&manifest, &issuer_for(addr), &addr.to_string()))?;
             (config, listener, Some(manifest))
         }
     };
     init_logging(&config, log_format);
     if config.dangerous_allow_dev_material {
-        tracing::warn!(
-            "dangerous_allow_dev_material is set: this server accepts dev mode certificates and keys"
-        );
+        tracing::warn!("dangerous_allow_dev_material is set: this server accepts dev mode certificates and keys");
     }
 
     let store = connect_store(&config).await?;
@@ -171,17 +144,10 @@ pub async fn run(
 
     let metadata = discovery::merge([server_metadata(&config)])?;
     let key_store: Arc<dyn KeyStore> = store.clone();
-    let keys = KeyService::start(
-        key_store,
-        config.kek.clone(),
-        clock.clone(),
-        config.rotation,
-        config.signing_alg,
-        metadata,
-    )
-    .await?;
-    keys.clone()
-        .spawn_refresher(Duration::from_secs(config.key_reload_interval_secs));
+    let keys =
+        KeyService::start(key_store, config.kek.clone(), clock.clone(), config.rotation, config.signing_alg, metadata)
+            .await?;
+    keys.clone().spawn_refresher(Duration::from_secs(config.key_reload_interval_secs));
 
     let main_tls = tls::server_config(config.tls_chain.clone(), config.tls_key.clone_key(), false)?;
     let metrics = web::Data::new(Metrics::new());
@@ -202,8 +168,7 @@ pub async fn run(
     .on_connect(tessera_http::capture_peer_certificates)
     .listen_rustls_0_23(listener, main_tls)?;
     if let Some(alias) = &config.mtls_alias {
-        let alias_tls =
-            tls::server_config(config.tls_chain.clone(), config.tls_key.clone_key(), true)?;
+        let alias_tls = tls::server_config(config.tls_chain.clone(), config.tls_key.clone_key(), true)?;
         server = server.listen_rustls_0_23(bind(&alias.listen.to_string())?, alias_tls)?;
         tracing::info!(listen = %alias.listen, base_url = %alias.base_url, "mTLS endpoint alias listener");
     }
@@ -222,48 +187,28 @@ pub async fn run(
 fn issuer_path(config: &Config) -> String {
     let s = config.issuer.as_str();
     let after_scheme = &s["https://".len()..];
-    after_scheme
-        .find('/')
-        .map(|i| after_scheme[i..].to_owned())
-        .unwrap_or_default()
+    after_scheme.find('/').map(|i| after_scheme[i..].to_owned()).unwrap_or_default()
 }
 
-fn announce(
-    config: &Config,
-    addrs: &[SocketAddr],
-    manifest: Option<&dev::Manifest>,
-    source: &Source,
-) {
+fn announce(config: &Config, addrs: &[SocketAddr], manifest: Option<&dev::Manifest>, source: &Source) {
     if let Some(m) = manifest {
-        let data = m
-            .database
-            .parent()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
+        let data = m.database.parent().map(|p| p.display().to_string()).unwrap_or_default();
         let rel = source.data_dir.display();
         println!("==================================================================");
         println!(" TESSERA DEV MODE: generated keys and certificates, NOT FOR PRODUCTION");
         println!("==================================================================");
         println!(" issuer:    {}", config.issuer);
         println!(" data:      {data}  (SQLite tessera.db, dev PKI in dev/)");
-        println!(
-            " manifest:  {}",
-            m.ca.cert.with_file_name(dev::MANIFEST).display()
-        );
+        println!(" manifest:  {}", m.ca.cert.with_file_name(dev::MANIFEST).display());
         println!(" first request:");
-        println!(
-            "   curl --cacert {rel}/dev/ca.pem {}/.well-known/oauth-authorization-server",
-            config.issuer
-        );
+        println!("   curl --cacert {rel}/dev/ca.pem {}/.well-known/oauth-authorization-server", config.issuer);
         println!(" with the demo client certificate:");
         println!(
             "   curl --cacert {rel}/dev/ca.pem --cert {rel}/dev/client.pem --key {rel}/dev/client.key {}/jwks",
             config.issuer
         );
         println!("==================================================================");
-        tracing::warn!(
-            "DEV MODE: do not expose this server; its keys are generated and stored unprotected"
-        );
+        tracing::warn!("DEV MODE: do not expose this server; its keys are generated and stored unprotected");
     }
     for addr in addrs {
         println!("tessera: listening on https://{addr}");
@@ -277,10 +222,7 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
+        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite:///a/b.db"), "sqlite:///a/b.db");
     }

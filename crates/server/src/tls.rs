@@ -114,10 +114,7 @@ mod tests {
     fn only_aead_ecdhe_suites() {
         for suite in provider().cipher_suites {
             let name = format!("{:?}", suite.suite());
-            assert!(
-                name.contains("GCM") || name.contains("CHACHA20_POLY1305"),
-                "{name}"
-            );
+            assert!(name.contains("GCM") || name.contains("CHACHA20_POLY1305"), "{name}");
             if suite.version() == &rustls::version::TLS12 {
                 assert!(name.starts_with("TLS_ECDHE_"), "{name}");
             }

@@ -1,1 +1,226 @@
+//! Tessera's durable storage through diesel: the `tessera-store` traits implemented once for
+//! SQLite (the embedded default, one file next to the server) and PostgreSQL (several nodes), with
+//! the schema migrations for both compiled into the binary (`migrations/sqlite`,
+//! `migrations/postgres` at the repository root) and applied by [`DieselStore::connect`].
+//!
+//! Only the `tessera` server and the test kit depend on this crate; surfaces see the traits. It
+//! must not depend on actix, redis, JOSE libraries or any surface crate: it stores what it is
+//! given (a private key arrives already encrypted) and knows nothing of HTTP.
+//!
+//! Shape: one pool of `AnyConnection` (a diesel `MultiConnection`), so each query is
+//! written once for both backends; every diesel call runs on tokio's blocking pool through one
+//! helper, and every diesel error is mapped to [`StoreError`] in one function.
 
+mod conn;
+mod keys;
+mod schema;
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ManageConnection, Pool};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use tessera_store::{Health, StoreError};
+
+use crate::conn::{AnyConnection, Manager, Target, TracingErrorHandler};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+
+/// Key of the PostgreSQL advisory lock held while migrating, so that nodes starting together
+/// apply each migration once instead of racing on the same `CREATE TABLE`. Any fixed number works;
+/// this one is "TESSERA" in ASCII, unlikely to collide with another application's lock.
+const MIGRATION_LOCK: i64 = 0x54_45_53_53_45_52_41;
+
+/// Which database a [`DieselStore`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        })
+    }
+}
+
+/// Connection pool settings.
+#[derive(Clone, Debug)]
+pub struct PoolOptions {
+    /// Most connections open at once (at least 1). Ignored for `sqlite::memory:`, which always
+    /// uses exactly one connection because the database lives inside it.
+    pub max_size: u32,
+    /// How long a caller waits for a connection before getting [`StoreError::Unavailable`]; also
+    /// the limit for the first connection made by [`DieselStore::connect`]. Must be non-zero.
+    pub connection_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions { max_size: 8, connection_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// The diesel-backed store. Cloning is cheap (it clones the pool handle) and clones share the
+/// pool.
+#[derive(Clone)]
+pub struct DieselStore {
+    pool: Pool<Manager>,
+    backend: Backend,
+}
+
+// Hand-written: the derived one would print the pool, and a pool's manager holds the URL.
+impl fmt::Debug for DieselStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DieselStore").field("backend", &self.backend).finish_non_exhaustive()
+    }
+}
+
+impl DieselStore {
+    /// Opens a pool on `url` and applies pending migrations.
+    ///
+    /// `url` is `postgres://...` / `postgresql://...` (libpq syntax), `sqlite://PATH` (relative or
+    /// absolute; the directory must exist) or `sqlite::memory:`. Any other scheme fails with
+    /// [`StoreError::Internal`] naming the scheme.
+    ///
+    /// A database that cannot be reached now fails with [`StoreError::Unavailable`] carrying the
+    /// driver's message (passwords removed). Once connected, the pool is built without requiring
+    /// its connections to be up: if the database goes away later, calls fail with `Unavailable`
+    /// until it is back, and the process never needs a restart.
+    pub async fn connect(url: &str, options: PoolOptions) -> Result<DieselStore, StoreError> {
+        // r2d2 panics on these instead of returning an error.
+        if options.max_size == 0 {
+            return Err(StoreError::Internal("pool max_size must be at least 1".into()));
+        }
+        if options.connection_timeout.is_zero() {
+            return Err(StoreError::Internal("pool connection_timeout must be non-zero".into()));
+        }
+        let target = Target::parse(url).map_err(StoreError::Internal)?;
+        let backend = target.backend();
+        let manager = Manager::new(target.clone());
+
+        // A first connection made directly, not through the pool: the pool only reports "timed
+        // out" if no attempt finished in time, while this gives the driver's reason. The blocking
+        // call has no timeout of its own (libpq waits for TCP), hence the outer one.
+        let probe_manager = manager.clone();
+        let probe = tokio::time::timeout(
+            options.connection_timeout,
+            tokio::task::spawn_blocking(move || probe_manager.connect()),
+        )
+        .await
+        .map_err(|_| {
+            StoreError::Unavailable(format!(
+                "no connection to the {backend} database within {:?}",
+                options.connection_timeout
+            ))
+        })?
+        .map_err(join_error)?
+        .map_err(|e| StoreError::Unavailable(e.0))?;
+
+        let memory = matches!(target, Target::SqliteMemory);
+        let builder = Pool::builder()
+            .connection_timeout(options.connection_timeout)
+            .test_on_check_out(true)
+            .error_handler(Box::new(TracingErrorHandler));
+        let builder = if memory {
+            // The database exists only inside its connection: one connection, never recycled.
+            builder.max_size(1).max_lifetime(None).idle_timeout(None)
+        } else {
+            builder.max_size(options.max_size)
+        };
+        // `build_unchecked`: the pool opens its connections in the background and keeps
+        // retrying, instead of failing here if the database blinks right after the probe.
+        let store = DieselStore { pool: builder.build_unchecked(manager), backend };
+
+        if memory {
+            drop(probe);
+            store.run(migrate).await?;
+        } else {
+            // On the probe, which is closed afterwards: a PostgreSQL session lock taken for the
+            // migrations can then never stay behind on a pooled connection.
+            let mut probe = probe;
+            tokio::task::spawn_blocking(move || migrate(&mut probe)).await.map_err(join_error)??;
+        }
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs `f` with a pooled connection on tokio's blocking pool. Every diesel call goes through
+    /// here, so no diesel I/O ever blocks an async worker thread.
+    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(join_error)?
+    }
+}
+
+/// Applies the migrations that are not yet applied; already applied ones are skipped, so this
+/// runs on every start.
+fn migrate(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
+        StoreError::Internal(format!("applying database migrations: {e}"))
+    };
+    let applied = match conn {
+        AnyConnection::Postgresql(pg) => {
+            pg.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).map_err(db_error)?;
+            let result = pg.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len());
+            // Unlock even after a failure; closing the connection would release it as well.
+            let unlocked = pg.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));
+            let applied = result.map_err(failed)?;
+            unlocked.map_err(db_error)?;
+            applied
+        }
+        AnyConnection::Sqlite(lite) => {
+            lite.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()).map_err(failed)?
+        }
+    };
+    if applied > 0 {
+        tracing::info!(applied, "database migrations applied");
+    }
+    Ok(())
+}
+
+/// The one mapping from diesel errors to [`StoreError`]. Callers decide on the variant only;
+/// the message is for logs.
+pub(crate) fn db_error(e: DieselError) -> StoreError {
+    match e {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+            StoreError::Conflict(info.message().to_owned())
+        }
+        // The server went away mid-call (restart, failover): worth retrying.
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+            StoreError::Unavailable(info.message().to_owned())
+        }
+        DieselError::DeserializationError(e) => StoreError::Corrupt(e.to_string()),
+        other => StoreError::Internal(other.to_string()),
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Internal(format!("database task failed: {e}"))
+}
+
+#[async_trait]
+impl Health for DieselStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|conn| conn.batch_execute("SELECT 1").map_err(db_error)).await
+    }
+}

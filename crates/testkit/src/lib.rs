@@ -3,3 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod pg;
+pub mod pki;
+pub mod process;
+
+pub use pki::{Issued, TestPki};
+pub use process::{Tessera, https_client, init_crypto};

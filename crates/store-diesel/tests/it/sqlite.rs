@@ -1,0 +1,115 @@
+//! SQLite: the contract, durability across restarts, decoding of bad rows.
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, SqliteConnection};
+use tessera_core::keys::SigningAlg;
+use tessera_core::{KeyId, UnixTime};
+use tessera_store::{Health, KeyStore, StoreError, StoredKey};
+use tessera_store_diesel::Backend;
+
+use crate::connect;
+
+fn file_url(dir: &tempfile::TempDir) -> (String, std::path::PathBuf) {
+    let path = dir.path().join("tessera.db");
+    (format!("sqlite://{}", path.display()), path)
+}
+
+fn key(kid: &str) -> StoredKey {
+    StoredKey {
+        kid: KeyId::new(kid),
+        alg: SigningAlg::PS256,
+        created_at: UnixTime(1_800_000_000),
+        activates_at: UnixTime(1_800_086_400),
+        public_jwk: r#"{"kty":"RSA"}"#.into(),
+        private_jwe: "a.b.c.d.e".into(),
+    }
+}
+
+#[tokio::test]
+async fn sqlite_file_meets_the_key_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = connect(&file_url(&dir).0).await;
+    assert_eq!(store.backend(), Backend::Sqlite);
+    tessera_store::contract::key_store(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_memory_meets_the_key_contract() {
+    // One connection holds the whole database; the store must keep using that one.
+    let store = connect("sqlite::memory:").await;
+    assert_eq!(store.backend(), Backend::Sqlite);
+    tessera_store::contract::key_store(&store).await;
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn keys_survive_a_restart_and_migrations_are_idempotent() {
+    // Nothing accepted is lost across a restart: a second connect (which runs the migrations
+    // again) finds the schema in place and the keys intact.
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _) = file_url(&dir);
+    let first = connect(&url).await;
+    first.insert_key(&key("k1")).await.unwrap();
+    drop(first);
+
+    let second = connect(&url).await;
+    assert_eq!(second.list_keys().await.unwrap(), vec![key("k1")]);
+    second.insert_key(&key("k2")).await.unwrap();
+    drop(second);
+
+    let third = connect(&url).await;
+    assert_eq!(third.list_keys().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn relative_sqlite_path_is_accepted() {
+    // `sqlite://PATH` with a relative path is relative to the working directory (the crate
+    // directory under `cargo test`); the temp dir made there is removed afterwards.
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let rel = std::path::Path::new(dir.path().file_name().unwrap()).join("rel.db");
+    assert!(rel.is_relative(), "{}", rel.display());
+    let store = connect(&format!("sqlite://{}", rel.display())).await;
+    store.insert_key(&key("k")).await.unwrap();
+    assert!(dir.path().join("rel.db").is_file());
+}
+
+#[tokio::test]
+async fn sqlite_connections_use_wal_and_full_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, path) = file_url(&dir);
+    let store = connect(&url).await;
+    store.ping().await.unwrap();
+    // WAL is a property of the file, so a separate connection sees it.
+    let mut raw = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Mode {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        journal_mode: String,
+    }
+    let mode: Mode = diesel::RunQueryDsl::get_result(diesel::sql_query("PRAGMA journal_mode"), &mut raw).unwrap();
+    assert_eq!(mode.journal_mode, "wal");
+}
+
+#[tokio::test]
+async fn an_unknown_alg_in_storage_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, path) = file_url(&dir);
+    let store = connect(&url).await;
+    let mut raw = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    raw.batch_execute("INSERT INTO signing_keys VALUES ('bad', 'HS256', 1, 1, '{}', 'x.y.z.w.v')").unwrap();
+    match store.list_keys().await {
+        Err(StoreError::Corrupt(msg)) => assert!(msg.contains("HS256"), "{msg}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn missing_sqlite_directory_is_unavailable() {
+    // The caller creates the directory; the store does not invent one.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("no/such/dir/t.db").display());
+    match tessera_store_diesel::DieselStore::connect(&url, crate::options()).await {
+        Err(StoreError::Unavailable(msg)) => assert!(msg.contains("SQLite"), "{msg}"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
