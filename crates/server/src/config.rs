@@ -425,3 +425,67 @@ fn refuse_dev_files(raw: &RawConfig) -> Result<(), ConfigError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../deploy/tessera.example.toml");
+
+    #[test]
+    fn example_config_has_only_known_keys() {
+        // Uncomment the optional blocks so that they are checked too.
+        let text = EXAMPLE
+            .replace("# workers = 2", "workers = 2")
+            .replace("# [server.mtls_alias]", "[server.mtls_alias]")
+            .replace("# listen = \"0.0.0.0:9443\"", "listen = \"0.0.0.0:9443\"")
+            .replace("# base_url =", "base_url =");
+        let raw: RawConfig = Figment::from(Toml::string(&text)).extract().unwrap();
+        assert!(raw.server.mtls_alias.is_some());
+        assert_eq!(raw.server.workers, Some(2));
+    }
+
+    #[test]
+    fn every_key_is_documented_in_the_example() {
+        fn keys(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+            if let serde_json::Value::Object(m) = v {
+                for (k, v) in m {
+                    out.push(k.clone());
+                    keys(&format!("{prefix}{k}."), v, out);
+                }
+            }
+        }
+        let full = RawConfig {
+            issuer: String::new(),
+            server: RawServer {
+                listen: String::new(),
+                tls_cert_file: PathBuf::new(),
+                tls_key_file: PathBuf::new(),
+                client_ca_files: vec![],
+                mtls_alias: Some(RawMtlsAlias { listen: String::new(), base_url: String::new() }),
+                workers: Some(1),
+            },
+            database: RawDatabase { url: String::new(), pool_size: 1, connect_timeout_secs: 1 },
+            keys: RawKeys {
+                encryption_key_file: Some(PathBuf::new()),
+                encryption_key: Some(String::new()),
+                algorithm: String::new(),
+                prepublication_secs: 0,
+                max_token_lifetime_secs: 0,
+                reload_interval_secs: 0,
+            },
+            log: RawLog::default(),
+            dangerous_allow_dev_material: false,
+        };
+        let mut all = Vec::new();
+        keys("", &serde_json::to_value(&full).unwrap(), &mut all);
+        for key in all {
+            assert!(
+                EXAMPLE.contains(&format!("{key} ="))
+                    || EXAMPLE.contains(&format!("[{key}]"))
+                    || EXAMPLE.contains(&format!(".{key}]")),
+                "deploy/tessera.example.toml does not document `{key}`"
+            );
+        }
+    }
+}

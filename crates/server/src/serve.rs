@@ -56,11 +56,14 @@ pub fn redact_url(url: &str) -> String {
 
 /// The durable store named by the configuration, migrated.
 pub async fn connect_store(config: &Config) -> Result<Arc<DieselStore>, StoreError> {
-    if let Some(path) = config.database_url.strip_prefix("sqlite://") {
-        if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
-        }
+    if let Some(parent) = config
+        .database_url
+        .strip_prefix("sqlite://")
+        .and_then(|path| std::path::Path::new(path).parent())
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
     }
     let store = DieselStore::connect(
         &config.database_url,
