@@ -5,6 +5,7 @@
 //! library: everything here is pure and testable with a fixed clock. Signing goes through the
 //! [`keys::TokenSigner`] trait that `tessera-jose` implements.
 
+pub mod client;
 pub mod clock;
 pub mod discovery;
 pub mod ids;
