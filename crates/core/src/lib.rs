@@ -5,9 +5,13 @@
 //! library: everything here is pure and testable with a fixed clock. Signing goes through the
 //! [`keys::TokenSigner`] trait that `tessera-jose` implements.
 
+pub mod audit;
+pub mod cert;
 pub mod client;
 pub mod clock;
 pub mod discovery;
+pub mod dn;
+pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod rng;

@@ -5,7 +5,9 @@
 //! depend on it, not the other way round.
 
 mod error;
+pub mod mtls;
 mod peer;
+mod wire;
 
 pub use error::{NO_STORE_HEADERS, OAuthError, Status, no_store, render};
 pub use peer::{PeerCertificates, capture_peer_certificates};

@@ -10,6 +10,9 @@ pub enum StoreError {
     /// A uniqueness rule was violated (the row already exists).
     #[error("already exists: {0}")]
     Conflict(String),
+    /// The record to change does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
     /// Stored data could not be decoded: a bug or tampering, never a client's fault.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),

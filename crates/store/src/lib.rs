@@ -5,6 +5,7 @@
 //! This crate must not depend on diesel, redis or actix: surfaces depend on these traits only,
 //! and the server picks the implementation.
 
+mod clients;
 mod error;
 mod keys;
 mod memory;
@@ -12,6 +13,7 @@ mod memory;
 #[cfg(feature = "contract")]
 pub mod contract;
 
+pub use clients::{AuditLog, ClientStore, ReplayGuard};
 pub use error::StoreError;
 pub use keys::{KeyStore, StoredKey};
 pub use memory::MemoryStore;

@@ -1,0 +1,131 @@
+//! Trusting a presented client certificate: chain validation against the configured trust
+//! anchors (RFC 8705 §2.1, PKI method) with rustls-webpki, never by hand (RFC 8705 §7.5).
+
+use std::sync::Arc;
+
+use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime as PkiTime};
+use tessera_core::UnixTime;
+use tessera_core::cert::CertFacts;
+
+use crate::PeerCertificates;
+
+/// The CA certificates that anchor `tls_client_auth` chains.
+#[derive(Clone)]
+pub struct TrustAnchors {
+    anchors: Arc<Vec<TrustAnchor<'static>>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    #[error("no TLS client certificate was presented")]
+    Missing,
+    #[error("the TLS client certificate could not be parsed: {0}")]
+    Malformed(String),
+    #[error("the TLS client certificate does not chain to a trusted CA: {0}")]
+    Untrusted(String),
+}
+
+impl TrustAnchors {
+    pub fn from_ders(ders: &[CertificateDer<'_>]) -> Result<TrustAnchors, ChainError> {
+        let anchors = ders
+            .iter()
+            .map(|d| {
+                webpki::anchor_from_trusted_cert(d)
+                    .map(|a| a.to_owned())
+                    .map_err(|e| ChainError::Malformed(format!("trust anchor: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TrustAnchors { anchors: Arc::new(anchors) })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.anchors.is_empty()
+    }
+
+    /// Validates the presented chain (leaf + intermediates) at `now` for client authentication
+    /// and returns the leaf's facts.
+    pub fn verify(&self, peer: &PeerCertificates, now: UnixTime) -> Result<CertFacts, ChainError> {
+        let leaf = peer.leaf().ok_or(ChainError::Missing)?;
+        let end_entity = webpki::EndEntityCert::try_from(leaf).map_err(|e| ChainError::Malformed(e.to_string()))?;
+        let algs = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms.all;
+        let time = PkiTime::since_unix_epoch(std::time::Duration::from_secs(now.0.max(0) as u64));
+        end_entity
+            .verify_for_usage(
+                algs,
+                &self.anchors,
+                peer.intermediates(),
+                time,
+                webpki::KeyUsage::client_auth(),
+                None,
+                None,
+            )
+            .map_err(|e| ChainError::Untrusted(describe(&e)))?;
+        CertFacts::from_der(leaf.as_ref()).map_err(|e| ChainError::Malformed(e.to_string()))
+    }
+}
+
+/// A sentence a developer can act on, for the errors that happen in practice.
+fn describe(e: &webpki::Error) -> String {
+    match e {
+        // A CA with a trusted CA's name but another key shows up as a bad signature.
+        webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey => {
+            "issued by a CA this server does not trust".into()
+        }
+        webpki::Error::CertExpired { .. } => "the certificate has expired".into(),
+        webpki::Error::CertNotValidYet { .. } => "the certificate is not valid yet".into(),
+        webpki::Error::RequiredEkuNotFound | webpki::Error::RequiredEkuNotFoundContext(_) => {
+            "the certificate's extended key usage does not allow client authentication".into()
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+
+    fn ca() -> CertifiedIssuer<'static, KeyPair> {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
+    }
+
+    fn leaf(ca: &CertifiedIssuer<'static, KeyPair>, eku: ExtendedKeyUsagePurpose) -> CertificateDer<'static> {
+        let mut p = CertificateParams::new(vec!["client.test".to_string()]).unwrap();
+        p.extended_key_usages = vec![eku];
+        p.signed_by(&KeyPair::generate().unwrap(), ca).unwrap().der().clone()
+    }
+
+    const NOW: UnixTime = UnixTime(1_900_000_000);
+
+    #[test]
+    fn accepts_a_chain_to_a_trusted_ca() {
+        // RFC 8705 §2.1, checklist C.57
+        let ca = ca();
+        let anchors = TrustAnchors::from_ders(&[ca.der().clone()]).unwrap();
+        let peer = PeerCertificates::from_chain(vec![leaf(&ca, ExtendedKeyUsagePurpose::ClientAuth)]);
+        let facts = anchors.verify(&peer, NOW).unwrap();
+        assert_eq!(facts.san_dns, vec!["client.test".to_string()]);
+    }
+
+    #[test]
+    fn refuses_missing_untrusted_wrong_usage_and_expired() {
+        let ca = ca();
+        let other = self::ca();
+        let anchors = TrustAnchors::from_ders(&[ca.der().clone()]).unwrap();
+        assert_eq!(anchors.verify(&PeerCertificates::default(), NOW), Err(ChainError::Missing));
+        let stranger = PeerCertificates::from_chain(vec![leaf(&other, ExtendedKeyUsagePurpose::ClientAuth)]);
+        let r = anchors.verify(&stranger, NOW);
+        assert!(matches!(&r, Err(ChainError::Untrusted(m)) if m.contains("does not trust")), "{r:?}");
+        let server_only = PeerCertificates::from_chain(vec![leaf(&ca, ExtendedKeyUsagePurpose::ServerAuth)]);
+        assert!(matches!(anchors.verify(&server_only, NOW), Err(ChainError::Untrusted(m)) if m.contains("key usage")));
+        let good = PeerCertificates::from_chain(vec![leaf(&ca, ExtendedKeyUsagePurpose::ClientAuth)]);
+        // rcgen's default validity ends in 4096; far past that the certificate has expired.
+        assert!(
+            matches!(anchors.verify(&good, UnixTime(70_000_000_000)), Err(ChainError::Untrusted(m)) if m.contains("expired"))
+        );
+        let garbage = PeerCertificates::from_chain(vec![CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00])]);
+        assert!(matches!(anchors.verify(&garbage, NOW), Err(ChainError::Malformed(_))));
+    }
+}

@@ -1,0 +1,58 @@
+use async_trait::async_trait;
+use tessera_core::audit::{AuditEvent, AuditRecord};
+use tessera_core::client::ClientRecord;
+use tessera_core::{ClientId, UnixTime};
+
+use crate::StoreError;
+
+/// Registered clients. Every write carries the audit events that explain it, and the store
+/// commits both in one transaction: there is no client change the audit log does not know, and
+/// no audit record of a change that did not happen.
+///
+/// Contract (checked by `contract::client_store`):
+/// - `insert_client` of an existing `client_id` fails with [`StoreError::Conflict`]; so does a
+///   second client with the same non-null `ssa_jti` (the message then contains `ssa_jti`); on
+///   any failure nothing of the client or its audit events is stored;
+/// - `update_client` replaces the whole record (metadata, scopes, status, dates) and fails with
+///   [`StoreError::NotFound`] for an unknown id;
+/// - `get_client` returns exactly what was last written, scopes in insertion order;
+/// - `touch_last_used` only ever moves `last_used_at` forward, ignores unknown ids, and does not
+///   touch `updated_at` (it is usage, not a change).
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    async fn insert_client(&self, client: &ClientRecord, audit: &[AuditEvent]) -> Result<(), StoreError>;
+    async fn update_client(&self, client: &ClientRecord, audit: &[AuditEvent]) -> Result<(), StoreError>;
+    async fn get_client(&self, id: &ClientId) -> Result<Option<ClientRecord>, StoreError>;
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
+    async fn touch_last_used(&self, uses: &[(ClientId, UnixTime)]) -> Result<(), StoreError>;
+}
+
+/// The append-only, hash-chained audit log.
+///
+/// Contract (checked by `contract::audit_log`):
+/// - `append` assigns consecutive sequence numbers starting at 1 and chains each record to the
+///   previous one with [`tessera_core::audit::chain_hash`], atomically for the whole batch, even
+///   when called concurrently;
+/// - records are never updated or deleted;
+/// - `read` returns records with `seq > after` in sequence order, at most `limit`.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    async fn append(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
+    async fn read(&self, after: i64, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+/// One-time identifiers (`jti` of client assertions and software statements).
+///
+/// Contract: `first_use` returns true the first time a `(namespace, id)` pair is seen and false
+/// every later time until `expires_at` has passed; it is atomic under concurrency (exactly one
+/// of many simultaneous callers gets true).
+#[async_trait]
+pub trait ReplayGuard: Send + Sync {
+    async fn first_use(
+        &self,
+        namespace: &str,
+        id: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+}
