@@ -73,7 +73,7 @@ fn describe(e: &webpki::Error) -> String {
         }
         webpki::Error::CertExpired { .. } => "the certificate has expired".into(),
         webpki::Error::CertNotValidYet { .. } => "the certificate is not valid yet".into(),
-        webpki::Error::RequiredEkuNotFound | webpki::Error::RequiredEkuNotFoundContext(_) => {
+        webpki::Error::RequiredEkuNotFoundContext(_) => {
             "the certificate's extended key usage does not allow client authentication".into()
         }
         other => format!("{other:?}"),

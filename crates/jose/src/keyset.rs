@@ -117,6 +117,37 @@ impl KeySet {
     }
 }
 
+/// Signs `claims` with a private JWK (`kid` taken from the key): for tools and tests that act as
+/// a directory or a client, not for the server's own tokens.
+pub fn sign_with_jwk(
+    alg: SigningAlg,
+    private_jwk: &Jwk,
+    typ: &str,
+    claims: &Map<String, Value>,
+) -> Result<String, JoseError> {
+    let signer = signer_for(alg, private_jwk)?;
+    let mut header = serde_json::Map::new();
+    header.insert("alg".into(), json!(alg.as_str()));
+    header.insert("typ".into(), json!(typ));
+    if let Some(kid) = private_jwk.key_id() {
+        header.insert("kid".into(), json!(kid));
+    }
+    compact(signer.as_ref(), &Value::Object(header), claims).map_err(|e| JoseError::Sign(e.to_string()))
+}
+
+fn compact(signer: &dyn JwsSigner, header: &Value, claims: &Map<String, Value>) -> Result<String, SignError> {
+    let header = serde_json::to_vec(header).map_err(|e| SignError::Crypto(e.to_string()))?;
+    let payload = serde_json::to_vec(claims).map_err(|e| SignError::Crypto(e.to_string()))?;
+    let mut out = String::with_capacity(header.len() * 4 / 3 + payload.len() * 4 / 3 + 100);
+    URL_SAFE_NO_PAD.encode_string(header, &mut out);
+    out.push('.');
+    URL_SAFE_NO_PAD.encode_string(payload, &mut out);
+    let signature = signer.sign(out.as_bytes()).map_err(|e| SignError::Crypto(e.to_string()))?;
+    out.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature, &mut out);
+    Ok(out)
+}
+
 impl TokenSigner for KeySet {
     fn sign(&self, typ: &str, claims: &Map<String, Value>) -> Result<SignedJwt, SignError> {
         let active = self.active.as_ref().ok_or(SignError::NoActiveKey)?;

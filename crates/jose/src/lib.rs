@@ -13,7 +13,7 @@ mod verify;
 pub use error::JoseError;
 pub use kek::KeyEncryptionKey;
 pub use keygen::{KeyMaterial, generate};
-pub use keyset::{KeySet, LoadedKey};
+pub use keyset::{KeySet, LoadedKey, sign_with_jwk};
 pub use verify::{VerifiedJwt, VerifyError, verify_with_jwks};
 
 pub use josekit::jwk::Jwk;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tessera_core::keys::{KeyState, SigningAlg};
-use tessera_core::{Clock, SystemClock};
+use tessera_core::{Clock, Rng, SystemClock};
 
 use crate::config::{self, Config, ConfigError, LogFormat};
 use crate::serve::{self, StartError};
@@ -31,6 +31,40 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Dev mode helpers.
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DevCommand {
+    /// Print a software statement signed by the demo directory (dev mode only), for
+    /// `POST /register`. Defaults match the demo client certificate.
+    SoftwareStatement {
+        #[arg(long, default_value = "tessera-data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "demo-fintech-client")]
+        software_id: String,
+        #[arg(long, default_value = "demo-org-0001")]
+        org_id: String,
+        #[arg(long, default_value = "Tessera Dev Demo Fintech")]
+        org_name: String,
+        /// Comma-separated software_roles (AISP, PISP, CBPII, GATEWAY).
+        #[arg(long, default_value = "AISP,PISP")]
+        roles: String,
+        #[arg(long, default_value = "Active")]
+        org_status: String,
+        #[arg(long, default_value = "https://demo-fintech.example/callback")]
+        redirect_uri: Vec<String>,
+        /// A jwks_uri for the software (software_jwks_endpoint), if any.
+        #[arg(long)]
+        jwks_uri: Option<String>,
+        /// Seconds to add to iat (negative: an older statement).
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        iat_offset: i64,
     },
 }
 
@@ -123,6 +157,7 @@ pub fn main() -> ExitCode {
             Err(e) => config_failure(&e),
         },
         Command::Keys { command } => runtime.block_on(keys_command(command)),
+        Command::Dev { command } => dev_command(command),
     }
 }
 
@@ -231,6 +266,73 @@ async fn keys_command(command: KeysCommand) -> ExitCode {
                 ExitCode::from(1)
             }
         },
+    }
+}
+
+fn dev_command(command: DevCommand) -> ExitCode {
+    let DevCommand::SoftwareStatement {
+        data_dir,
+        software_id,
+        org_id,
+        org_name,
+        roles,
+        org_status,
+        redirect_uri,
+        jwks_uri,
+        iat_offset,
+    } = command;
+    let manifest = match dev::ensure(&data_dir) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("tessera: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let jwk = match std::fs::read(&manifest.directory.signing_key_jwk)
+        .map_err(|e| e.to_string())
+        .and_then(|b| tessera_jose::Jwk::from_bytes(&b).map_err(|e| e.to_string()))
+    {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("tessera: cannot read the demo directory key: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let now = SystemClock.now().0 + iat_offset;
+    let mut jti = [0u8; 16];
+    if tessera_core::OsRng.fill(&mut jti).is_err() {
+        eprintln!("tessera: no randomness");
+        return ExitCode::from(1);
+    }
+    use base64::Engine;
+    let roles: Vec<&str> = roles.split(',').map(str::trim).filter(|r| !r.is_empty()).collect();
+    let mut claims = serde_json::json!({
+        "iss": manifest.directory.issuer,
+        "iat": now,
+        "jti": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(jti),
+        "software_id": software_id,
+        "software_client_name": format!("{software_id} (demo)"),
+        "software_client_description": "Demo software registered in Tessera dev mode",
+        "software_mode": "Test",
+        "software_roles": roles,
+        "software_redirect_uris": redirect_uri,
+        "org_id": org_id,
+        "org_name": org_name,
+        "org_status": org_status,
+    });
+    if let (Some(uri), Some(obj)) = (jwks_uri, claims.as_object_mut()) {
+        obj.insert("software_jwks_endpoint".into(), serde_json::json!(uri));
+    }
+    let claims = claims.as_object().cloned().unwrap_or_default();
+    match tessera_jose::sign_with_jwk(SigningAlg::ES256, &jwk, "JWT", &claims) {
+        Ok(jwt) => {
+            println!("{jwt}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tessera: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use tessera_core::keys::SigningAlg;
 use tessera_core::{KeyId, OsRng, Rng};
 use tessera_jose::KeyEncryptionKey;
 
-use crate::config::{DEV_MARKER, RawConfig, RawDatabase, RawKeys, RawLog, RawServer};
+use crate::config::{DEV_MARKER, RawConfig, RawDatabase, RawDirectory, RawKeys, RawLog, RawRegistration, RawServer};
 
 pub const MANIFEST: &str = "manifest.json";
 pub const DEV_DIRECTORY_ISSUER: &str = "tessera-dev-directory";
@@ -273,7 +273,39 @@ pub fn raw_config(manifest: &Manifest, issuer: &str, listen: &str) -> RawConfig 
             reload_interval_secs: 2,
         },
         log: RawLog::default(),
+        registration: dev_registration(manifest),
         dangerous_allow_dev_material: false,
+    }
+}
+
+/// Dev mode trusts the demo directory and maps the usual Open Banking roles to scopes.
+fn dev_registration(manifest: &Manifest) -> RawRegistration {
+    let scopes = |s: &[&str]| s.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+    RawRegistration {
+        role_scopes: [
+            (
+                "AISP".to_owned(),
+                scopes(&["accounts:read", "balances:read", "transactions:read", "beneficiaries:read", "products:read"]),
+            ),
+            (
+                "PISP".to_owned(),
+                scopes(&["payments:write", "payments:read", "domestic-payments", "standing-orders:write"]),
+            ),
+            ("CBPII".to_owned(), scopes(&["fundsconfirmations:read"])),
+            ("GATEWAY".to_owned(), scopes(&["introspection"])),
+        ]
+        .into_iter()
+        .collect(),
+        directories: vec![RawDirectory {
+            issuer: manifest.directory.issuer.clone(),
+            jwks_file: Some(manifest.directory.jwks.clone()),
+            jwks_uri: None,
+            jwks_ca_files: vec![],
+            algorithms: vec!["ES256".into(), "PS256".into(), "EdDSA".into()],
+            max_ssa_age_secs: 3600,
+            allow_reuse: false,
+        }],
+        ..RawRegistration::default()
     }
 }
 

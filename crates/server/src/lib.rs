@@ -5,8 +5,10 @@
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod fetch;
 pub mod keys;
 pub mod metrics;
 pub mod routes;
 pub mod serve;
+pub mod surfaces;
 pub mod tls;

@@ -9,8 +9,8 @@ use actix_web::{App, HttpServer, web};
 use serde_json::json;
 use tessera_core::discovery::{self, MetadataFragment};
 use tessera_core::keys::SigningAlg;
-use tessera_core::{Clock, SystemClock};
-use tessera_store::{Health, KeyStore, StoreError};
+use tessera_core::{Clock, OsRng, Rng, SystemClock};
+use tessera_store::{AuditLog, ClientCache, ClientStore, Health, KeyStore, StoreError};
 use tessera_store_diesel::{DieselStore, PoolOptions};
 
 use crate::cli::Source;
@@ -18,7 +18,7 @@ use crate::config::{self, Config, ConfigError, LogFormat};
 use crate::keys::{KeyError, KeyService};
 use crate::metrics::{self, Metrics};
 use crate::routes::{self, Probes};
-use crate::{dev, tls};
+use crate::{dev, surfaces, tls};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -38,6 +38,8 @@ pub enum StartError {
     Dev(#[from] dev::DevError),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Surface(#[from] crate::surfaces::SurfaceError),
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, for logs and messages.
@@ -145,7 +147,30 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
     tracing::info!(database = %redact_url(&config.database_url), backend = ?store.backend(), "database ready, migrations applied");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
-    let metadata = discovery::merge([server_metadata(&config)])?;
+    let alias = config.mtls_alias.as_ref().map(|a| &a.base_url);
+    let metadata = discovery::merge([
+        server_metadata(&config),
+        tessera_client_registration::http::metadata(&config.issuer, alias),
+    ])?;
+
+    // Clients live in memory for the hot paths; the store is the durable copy.
+    let cache = Arc::new(ClientCache::new());
+    cache.replace_all(store.list_clients().await?);
+    tracing::info!(clients = cache.len(), "client cache loaded");
+    let rng: Arc<dyn Rng> = Arc::new(OsRng);
+    let anchors = surfaces::trust_anchors(&config)?;
+    let client_store: Arc<dyn ClientStore> = store.clone();
+    let audit: Arc<dyn AuditLog> = store.clone();
+    let registrar = web::Data::new(surfaces::registrar(
+        &config,
+        anchors.clone(),
+        client_store,
+        audit,
+        cache.clone(),
+        clock.clone(),
+        rng.clone(),
+    )?);
+    tracing::info!(policy = %config.registration.policy_origin, directories = config.registration.directories.len(), "registration ready");
     let key_store: Arc<dyn KeyStore> = store.clone();
     let keys =
         KeyService::start(key_store, config.kek.clone(), clock.clone(), config.rotation, config.signing_alg, metadata)
@@ -165,8 +190,10 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
             .app_data(metrics.clone())
             .app_data(keys_data.clone())
             .app_data(probes.clone())
+            .app_data(registrar.clone())
             .wrap(from_fn(metrics::track))
             .configure(|cfg| routes::configure(cfg, &app_prefix))
+            .service(web::scope(&app_prefix).configure(tessera_client_registration::configure))
     })
     .on_connect(tessera_http::capture_peer_certificates)
     .listen_rustls_0_23(listener, main_tls)?;

@@ -11,6 +11,22 @@
 //! written once for both backends; every diesel call runs on tokio's blocking pool through one
 //! helper, and every diesel error is mapped to [`StoreError`] in one function.
 
+/// `INSERT INTO $table VALUES (..), (..), ...` of the rows in `$rows` (a slice), on the inner
+/// connection: diesel cannot build a multi-row INSERT for a `MultiConnection` that includes
+/// SQLite (SQLite's batch insert is a backend-specific special case), so each backend gets the
+/// same statement through its own connection. This is still inside the caller's transaction,
+/// whose state lives in the inner connection. Evaluates to diesel's `QueryResult<usize>`.
+macro_rules! insert_rows {
+    ($conn:expr, $table:expr, $rows:expr) => {
+        match $conn {
+            crate::conn::AnyConnection::Postgresql(pg) => diesel::insert_into($table).values($rows).execute(pg),
+            crate::conn::AnyConnection::Sqlite(lite) => diesel::insert_into($table).values($rows).execute(lite),
+        }
+    };
+}
+
+mod audit;
+mod clients;
 mod conn;
 mod keys;
 mod schema;
@@ -19,7 +35,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use diesel::connection::SimpleConnection;
+use diesel::connection::{AnsiTransactionManager, Connection, SimpleConnection, TransactionManager};
 use diesel::r2d2::{ManageConnection, Pool};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -172,6 +188,70 @@ impl DieselStore {
     }
 }
 
+/// What a transaction is for; decides how it begins (see [`transaction`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tx {
+    /// Several reads that must see one state of the database (a client row and its scopes).
+    Read,
+    /// Any write. Several processes may write the same database, so writes must not decide on
+    /// data another writer is about to change (the last audit record above all).
+    Write,
+}
+
+/// Runs `f` inside one database transaction: committed if `f` returns `Ok`, rolled back
+/// otherwise. Every multi-statement operation goes through here, so the begin statements below
+/// are the only transaction policy of the crate.
+///
+/// - SQLite writes begin `IMMEDIATE`, taking the database's write lock up front (waiting up to
+///   `busy_timeout`). A deferred `BEGIN` would let two connections read the same last audit seq
+///   and then fail the second on lock upgrade with `SQLITE_BUSY`, which skips the busy handler.
+/// - PostgreSQL reads begin `REPEATABLE READ, READ ONLY`: one snapshot for all statements (under
+///   the default READ COMMITTED, a client row and its scopes could come from different commits).
+///   PostgreSQL writes keep READ COMMITTED; what needs serialising (the audit chain) takes an
+///   advisory lock, see `audit::append_in_tx`.
+/// - SQLite reads use a plain `BEGIN`: in WAL mode the first read fixes the snapshot.
+///
+/// diesel's `Connection::transaction` cannot be used: it needs an error type convertible from
+/// diesel's, which [`StoreError`] (foreign to this crate) is not, and it has no custom begin for a
+/// `MultiConnection`. The begin goes to the inner connection's `AnsiTransactionManager`, which is
+/// where `AnyConnection` keeps its transaction state, so commit and rollback through
+/// `AnyConnection` see it.
+pub(crate) fn transaction<T>(
+    conn: &mut AnyConnection,
+    kind: Tx,
+    f: impl FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    type AnyManager = <AnyConnection as Connection>::TransactionManager;
+    let began = match (&mut *conn, kind) {
+        (AnyConnection::Sqlite(lite), Tx::Write) => {
+            AnsiTransactionManager::begin_transaction_sql(lite, "BEGIN IMMEDIATE")
+        }
+        (AnyConnection::Sqlite(lite), Tx::Read) => AnsiTransactionManager::begin_transaction(lite),
+        (AnyConnection::Postgresql(pg), Tx::Read) => {
+            AnsiTransactionManager::begin_transaction_sql(pg, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        }
+        (AnyConnection::Postgresql(pg), Tx::Write) => AnsiTransactionManager::begin_transaction(pg),
+    };
+    began.map_err(db_error)?;
+    match f(conn) {
+        Ok(value) => {
+            // A failed COMMIT has rolled back (or marked the connection broken, so the pool drops
+            // it): nothing of `f` is stored.
+            AnyManager::commit_transaction(conn).map_err(db_error)?;
+            Ok(value)
+        }
+        Err(e) => {
+            // The original error is what the caller needs. If the rollback fails too, diesel marks
+            // the connection broken and the pool discards it instead of reusing an open
+            // transaction.
+            if let Err(rollback) = AnyManager::rollback_transaction(conn) {
+                tracing::warn!(error = %rollback, "rolling back a failed transaction failed");
+            }
+            Err(e)
+        }
+    }
+}
+
 /// Applies the migrations that are not yet applied; already applied ones are skipped, so this
 /// runs on every start.
 fn migrate(conn: &mut AnyConnection) -> Result<(), StoreError> {
@@ -203,7 +283,7 @@ fn migrate(conn: &mut AnyConnection) -> Result<(), StoreError> {
 pub(crate) fn db_error(e: DieselError) -> StoreError {
     match e {
         DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
-            StoreError::Conflict(info.message().to_owned())
+            StoreError::Conflict(conflict_message(info.constraint_name(), info.message()))
         }
         // The server went away mid-call (restart, failover): worth retrying.
         DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
@@ -214,6 +294,15 @@ pub(crate) fn db_error(e: DieselError) -> StoreError {
     }
 }
 
+/// Names the uniqueness rule that was broken when callers must tell rules apart (a reused SSA
+/// `jti` is refused differently from a duplicate `client_id`). PostgreSQL reports the constraint
+/// name (`clients_ssa_jti_unique`), which stays English when `lc_messages` translates the message;
+/// SQLite reports no name, only the message `UNIQUE constraint failed: clients.ssa_jti`.
+fn conflict_message(constraint: Option<&str>, message: &str) -> String {
+    let names_ssa_jti = constraint.map_or_else(|| message.contains("clients.ssa_jti"), |c| c.contains("ssa_jti"));
+    if names_ssa_jti { format!("ssa_jti already registered ({message})") } else { message.to_owned() }
+}
+
 fn join_error(e: tokio::task::JoinError) -> StoreError {
     StoreError::Internal(format!("database task failed: {e}"))
 }
@@ -222,5 +311,24 @@ fn join_error(e: tokio::task::JoinError) -> StoreError {
 impl Health for DieselStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.run(|conn| conn.batch_execute("SELECT 1").map_err(db_error)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conflict_message;
+
+    #[test]
+    fn conflicts_on_ssa_jti_are_named_on_both_backends() {
+        // PostgreSQL: the constraint name decides, whatever language the message is in.
+        let pg = conflict_message(Some("clients_ssa_jti_unique"), "doppelter Schlüsselwert");
+        assert!(pg.starts_with("ssa_jti already registered"), "{pg}");
+        let pg_pkey = conflict_message(Some("clients_pkey"), "duplicate key value violates unique constraint");
+        assert!(!pg_pkey.contains("ssa_jti"), "{pg_pkey}");
+        // SQLite: only the message names the column.
+        let lite = conflict_message(None, "UNIQUE constraint failed: clients.ssa_jti");
+        assert!(lite.starts_with("ssa_jti already registered"), "{lite}");
+        let lite_pkey = conflict_message(None, "UNIQUE constraint failed: clients.client_id");
+        assert_eq!(lite_pkey, "UNIQUE constraint failed: clients.client_id");
     }
 }

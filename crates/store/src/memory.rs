@@ -93,10 +93,10 @@ impl ClientStore for MemoryStore {
     async fn touch_last_used(&self, uses: &[(ClientId, UnixTime)]) -> Result<(), StoreError> {
         let mut clients = lock(&self.clients)?;
         for (id, at) in uses {
-            if let Some(c) = clients.iter_mut().find(|c| &c.client_id == id) {
-                if c.last_used_at.is_none_or(|prev| prev < *at) {
-                    c.last_used_at = Some(*at);
-                }
+            if let Some(c) = clients.iter_mut().find(|c| &c.client_id == id)
+                && c.last_used_at.is_none_or(|prev| prev < *at)
+            {
+                c.last_used_at = Some(*at);
             }
         }
         Ok(())

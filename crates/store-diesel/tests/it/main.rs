@@ -2,6 +2,7 @@
 //! temporary directory and a throw-away PostgreSQL database (`tessera_testkit::pg::TestPg`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod clients_audit;
 mod connect;
 mod postgres;
 mod sqlite;

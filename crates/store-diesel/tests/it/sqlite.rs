@@ -1,13 +1,19 @@
 //! SQLite: the contract, durability across restarts, decoding of bad rows.
 
+use std::path::Path;
+use std::sync::Arc;
+
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, SqliteConnection};
+use tessera_core::ClientId;
+use tessera_core::audit::AuditKind;
 use tessera_core::keys::SigningAlg;
 use tessera_core::{KeyId, UnixTime};
-use tessera_store::{Health, KeyStore, StoreError, StoredKey};
+use tessera_store::contract::{sample_client, sample_event};
+use tessera_store::{AuditLog, ClientStore, Health, KeyStore, StoreError, StoredKey};
 use tessera_store_diesel::Backend;
 
-use crate::connect;
+use crate::{clients_audit, connect};
 
 fn file_url(dir: &tempfile::TempDir) -> (String, std::path::PathBuf) {
     let path = dir.path().join("tessera.db");
@@ -112,4 +118,91 @@ async fn missing_sqlite_directory_is_unavailable() {
         Err(StoreError::Unavailable(msg)) => assert!(msg.contains("SQLite"), "{msg}"),
         other => panic!("expected Unavailable, got {other:?}"),
     }
+}
+
+/// Runs `sql` on the database file through a connection of its own, behind the store's back.
+fn raw(path: &Path, sql: &str) {
+    let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    conn.batch_execute("PRAGMA busy_timeout=5000").unwrap();
+    conn.batch_execute(sql).unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_file_meets_the_client_and_audit_contracts() {
+    let dir = tempfile::tempdir().unwrap();
+    tessera_store::contract::client_store(&connect(&file_url(&dir).0).await).await;
+    // The audit contract starts from an empty log, so it gets a database of its own.
+    let dir = tempfile::tempdir().unwrap();
+    tessera_store::contract::audit_log(Arc::new(connect(&file_url(&dir).0).await)).await;
+}
+
+#[tokio::test]
+async fn sqlite_memory_meets_the_client_and_audit_contracts() {
+    tessera_store::contract::client_store(&connect("sqlite::memory:").await).await;
+    tessera_store::contract::audit_log(Arc::new(connect("sqlite::memory:").await)).await;
+}
+
+#[tokio::test]
+async fn sqlite_two_stores_append_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    clients_audit::two_stores_append_one_chain(&file_url(&dir).0).await;
+}
+
+#[tokio::test]
+async fn sqlite_edited_audit_record_breaks_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, path) = file_url(&dir);
+    clients_audit::edited_record_breaks_the_chain(&url, |sql| raw(&path, sql)).await;
+}
+
+#[tokio::test]
+async fn sqlite_empty_and_large_audit_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    clients_audit::empty_and_large_batches(&file_url(&dir).0).await;
+}
+
+#[tokio::test]
+async fn sqlite_clients_and_audit_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    clients_audit::clients_and_audit_survive_a_restart(&file_url(&dir).0).await;
+}
+
+#[tokio::test]
+async fn sqlite_list_groups_scopes_per_client() {
+    let dir = tempfile::tempdir().unwrap();
+    clients_audit::list_groups_scopes_per_client(&file_url(&dir).0).await;
+}
+
+#[tokio::test]
+async fn undecodable_client_and_audit_rows_are_corrupt_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, path) = file_url(&dir);
+    let store = connect(&url).await;
+    let id = ClientId::new("client-x");
+    store
+        .insert_client(&sample_client("client-x", None), &[sample_event(AuditKind::AdminAction, None, 1)])
+        .await
+        .unwrap();
+
+    let expect_corrupt = |result: Result<_, StoreError>, needle: &str| match result {
+        Err(StoreError::Corrupt(msg)) => assert!(msg.contains(needle), "{msg} does not name {needle}"),
+        other => panic!("expected Corrupt naming {needle}, got {other:?}"),
+    };
+    raw(&path, "UPDATE clients SET status = 'zombie' WHERE client_id = 'client-x'");
+    expect_corrupt(store.get_client(&id).await.map(drop), "client-x");
+    expect_corrupt(store.list_clients().await.map(drop), "zombie");
+
+    raw(&path, "UPDATE clients SET status = 'active', metadata = '[1, 2]' WHERE client_id = 'client-x'");
+    expect_corrupt(store.get_client(&id).await.map(drop), "client-x");
+
+    raw(&path, "UPDATE clients SET metadata = '{}' WHERE client_id = 'client-x'");
+    raw(&path, "UPDATE client_scopes SET state = 'maybe' WHERE scope = 'accounts:read'");
+    expect_corrupt(store.get_client(&id).await.map(drop), "client-x");
+    raw(&path, "UPDATE client_scopes SET state = 'granted'");
+    assert!(store.get_client(&id).await.unwrap().is_some());
+
+    raw(&path, "UPDATE audit_log SET kind = 'coffee_break' WHERE seq = 1");
+    expect_corrupt(store.read(0, 10).await.map(drop), "audit record 1");
+    raw(&path, "UPDATE audit_log SET kind = 'admin_action', data = 'not json' WHERE seq = 1");
+    expect_corrupt(store.read(0, 10).await.map(drop), "audit record 1");
 }

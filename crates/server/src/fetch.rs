@@ -1,0 +1,109 @@
+//! Fetching JWKS documents over TLS (directory `jwks_uri`, software `software_jwks_endpoint`),
+//! with a trust store of their own, bounded size and time, and a cache that refreshes on an
+//! unknown `kid` at most once per interval (so a flood of bad statements cannot turn the server
+//! into a load generator against the directory).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rustls_pki_types::CertificateDer;
+use tessera_client_registration::JwksSource;
+use tessera_client_registration::settings::JwksFetcher;
+use tessera_jose::Jwk;
+use tokio::sync::Mutex;
+
+const MAX_JWKS_BYTES: usize = 256 * 1024;
+const CACHE_TTL: Duration = Duration::from_secs(300);
+const MIN_REFRESH: Duration = Duration::from_secs(10);
+
+/// An https client trusting only `cas`; no redirects (SSRF), short timeouts.
+pub fn client(cas: &[CertificateDer<'static>]) -> Result<reqwest::Client, String> {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .https_only(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10));
+    for ca in cas {
+        b = b.add_root_certificate(reqwest::Certificate::from_der(ca.as_ref()).map_err(|e| e.to_string())?);
+    }
+    b.build().map_err(|e| e.to_string())
+}
+
+pub async fn fetch_jwks(client: &reqwest::Client, url: &str) -> Result<Vec<Jwk>, String> {
+    let resp = client.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("GET {url}: HTTP {}", resp.status()));
+    }
+    if resp.content_length().is_some_and(|l| l as usize > MAX_JWKS_BYTES) {
+        return Err(format!("GET {url}: JWKS larger than {MAX_JWKS_BYTES} bytes"));
+    }
+    let bytes = resp.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
+    if bytes.len() > MAX_JWKS_BYTES {
+        return Err(format!("GET {url}: JWKS larger than {MAX_JWKS_BYTES} bytes"));
+    }
+    parse_jwks(&bytes).map_err(|e| format!("{url}: {e}"))
+}
+
+pub fn parse_jwks(bytes: &[u8]) -> Result<Vec<Jwk>, String> {
+    let doc: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let keys = doc.get("keys").and_then(|k| k.as_array()).ok_or("not a JWKS (no keys array)")?;
+    // Keys that josekit cannot read are skipped rather than failing the whole set.
+    Ok(keys.iter().filter_map(|k| k.as_object().and_then(|m| Jwk::from_map(m.clone()).ok())).collect())
+}
+
+/// A remote JWKS, cached.
+pub struct RemoteJwks {
+    url: String,
+    client: reqwest::Client,
+    cache: Mutex<Option<(Vec<Jwk>, Instant)>>,
+}
+
+impl RemoteJwks {
+    pub fn new(url: String, client: reqwest::Client) -> RemoteJwks {
+        RemoteJwks { url, client, cache: Mutex::new(None) }
+    }
+}
+
+#[async_trait]
+impl JwksSource for RemoteJwks {
+    async fn keys(&self, refresh: bool) -> Result<Vec<Jwk>, String> {
+        let mut cache = self.cache.lock().await;
+        if let Some((keys, at)) = cache.as_ref() {
+            let age = at.elapsed();
+            if age < CACHE_TTL && (!refresh || age < MIN_REFRESH) {
+                return Ok(keys.clone());
+            }
+        }
+        match fetch_jwks(&self.client, &self.url).await {
+            Ok(keys) => {
+                *cache = Some((keys.clone(), Instant::now()));
+                Ok(keys)
+            }
+            // Serve the last good copy while the directory is unreachable.
+            Err(e) => match cache.as_ref() {
+                Some((keys, _)) => {
+                    tracing::warn!(error = %e, "JWKS refresh failed; using the cached copy");
+                    Ok(keys.clone())
+                }
+                None => Err(e),
+            },
+        }
+    }
+}
+
+/// Fetches software JWKS endpoints named in statements (UK profile).
+pub struct HttpJwksFetcher(pub reqwest::Client);
+
+#[async_trait]
+impl JwksFetcher for HttpJwksFetcher {
+    async fn fetch(&self, url: &str) -> Result<Vec<Jwk>, String> {
+        fetch_jwks(&self.0, url).await
+    }
+}
+
+pub fn shared(client: reqwest::Client) -> Arc<dyn JwksFetcher> {
+    Arc::new(HttpJwksFetcher(client))
+}
