@@ -12,6 +12,9 @@ pub mod service;
 pub mod settings;
 pub mod ssa;
 
+#[cfg(test)]
+mod tests;
+
 pub use http::configure;
 pub use service::Registrar;
 pub use settings::{Directory, JwksSource, Profile, RegistrationSettings, StaticJwks, TransportBinding};

@@ -178,7 +178,8 @@ fn redirect_uris(request: &Map<String, Value>, ssa: &SoftwareStatement) -> Resul
         None => None,
     };
     let requested = match request.get("redirect_uris") {
-        Some(v) => string_list(v, "redirect_uris").map_err(|e| RegistrationError::InvalidRedirectUri(e.to_string()))?,
+        Some(v) => string_list(v, "redirect_uris")
+            .map_err(|_| RegistrationError::InvalidRedirectUri("redirect_uris must be an array of strings".into()))?,
         None => allowed.clone().unwrap_or_default(),
     };
     for uri in &requested {

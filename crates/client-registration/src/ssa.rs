@@ -153,6 +153,9 @@ fn check_claims(
             "the organisation {org_id:?} has directory status {org_status:?}; only Active organisations may register"
         )));
     }
+    // The onboarding policy compares org_status exactly with "Active": a status accepted above
+    // in another case must reach it in that spelling, or its `revoked-org` rule denies everything.
+    let org_status = "Active".to_owned();
     let roles = claims
         .get("software_roles")
         .and_then(Value::as_array)

@@ -147,6 +147,11 @@ pub enum SignError {
     Crypto(String),
 }
 
+/// Gives the signer in force now (the key set changes on rotation).
+pub trait SignerSource: Send + Sync {
+    fn current(&self) -> std::sync::Arc<dyn TokenSigner>;
+}
+
 /// Signs JWT claims with the server's current key. Implemented in `tessera-jose`.
 pub trait TokenSigner: Send + Sync {
     /// Signs `claims` with header `typ` (e.g. `at+jwt`) and the active key's `kid` and `alg`.

@@ -274,6 +274,11 @@ pub fn raw_config(manifest: &Manifest, issuer: &str, listen: &str) -> RawConfig 
         },
         log: RawLog::default(),
         registration: dev_registration(manifest),
+        token: crate::config::RawToken {
+            default_audience: Some("https://api.tessera-dev.example".into()),
+            resources: vec!["https://api.tessera-dev.example/payments".into()],
+            ..Default::default()
+        },
         dangerous_allow_dev_material: false,
     }
 }

@@ -107,3 +107,48 @@ impl JwksFetcher for HttpJwksFetcher {
 pub fn shared(client: reqwest::Client) -> Arc<dyn JwksFetcher> {
     Arc::new(HttpJwksFetcher(client))
 }
+
+/// A client's keys: `jwks` by value (parsed once per registration version) or `jwks_uri`
+/// (fetched with the configured trust store, cached per URL).
+pub struct ClientKeyCache {
+    client: reqwest::Client,
+    inline: std::sync::Mutex<std::collections::HashMap<String, (i64, Vec<Jwk>)>>,
+    remote: Mutex<std::collections::HashMap<String, Arc<RemoteJwks>>>,
+}
+
+impl ClientKeyCache {
+    pub fn new(client: reqwest::Client) -> ClientKeyCache {
+        ClientKeyCache { client, inline: Default::default(), remote: Mutex::new(Default::default()) }
+    }
+}
+
+#[async_trait]
+impl tessera_token_endpoint::ClientKeys for ClientKeyCache {
+    async fn keys(&self, client: &tessera_core::client::ClientRecord, refresh: bool) -> Result<Vec<Jwk>, String> {
+        if let Some(jwks) = client.metadata.get("jwks") {
+            let id = client.client_id.to_string();
+            if let Ok(cache) = self.inline.lock()
+                && let Some((version, keys)) = cache.get(&id)
+                && *version == client.updated_at.0
+            {
+                return Ok(keys.clone());
+            }
+            let keys = parse_jwks(jwks.to_string().as_bytes())?;
+            if let Ok(mut cache) = self.inline.lock() {
+                cache.insert(id, (client.updated_at.0, keys.clone()));
+            }
+            return Ok(keys);
+        }
+        let Some(uri) = client.metadata.get("jwks_uri").and_then(|v| v.as_str()) else {
+            return Ok(vec![]);
+        };
+        let source = {
+            let mut remote = self.remote.lock().await;
+            remote
+                .entry(uri.to_owned())
+                .or_insert_with(|| Arc::new(RemoteJwks::new(uri.to_owned(), self.client.clone())))
+                .clone()
+        };
+        source.keys(refresh).await
+    }
+}

@@ -201,6 +201,12 @@ impl KeyService {
     }
 }
 
+impl tessera_core::keys::SignerSource for KeyService {
+    fn current(&self) -> Arc<dyn TokenSigner> {
+        self.signer()
+    }
+}
+
 fn build(
     stored: &[StoredKey],
     kek: &KeyEncryptionKey,

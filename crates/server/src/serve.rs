@@ -151,6 +151,7 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
     let metadata = discovery::merge([
         server_metadata(&config),
         tessera_client_registration::http::metadata(&config.issuer, alias),
+        tessera_token_endpoint::metadata(&config.issuer, alias),
     ])?;
 
     // Clients live in memory for the hot paths; the store is the durable copy.
@@ -171,6 +172,12 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
         rng.clone(),
     )?);
     tracing::info!(policy = %config.registration.policy_origin, directories = config.registration.directories.len(), "registration ready");
+
+    // Shared state of a single node: one-time ids in process (Redis shares them in a cluster).
+    let replay: Arc<dyn tessera_store::ReplayGuard> = Arc::new(tessera_store::MemoryStore::new());
+    let audit_sink = tessera_store::AuditSink::start(store.clone());
+    let usage = tessera_store::UsageRecorder::new(60);
+    usage.clone().start_flusher(store.clone(), Duration::from_secs(10));
     let key_store: Arc<dyn KeyStore> = store.clone();
     let keys =
         KeyService::start(key_store, config.kek.clone(), clock.clone(), config.rotation, config.signing_alg, metadata)
@@ -180,6 +187,18 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
     let main_tls = tls::server_config(config.tls_chain.clone(), config.tls_key.clone_key(), false)?;
     let metrics = web::Data::new(Metrics::new());
     let keys_data = web::Data::from(keys.clone());
+    let signer: Arc<dyn tessera_core::keys::SignerSource> = keys.clone();
+    let token_service = web::Data::new(surfaces::token_service(
+        &config,
+        anchors.clone(),
+        cache.clone(),
+        replay,
+        signer,
+        audit_sink,
+        usage,
+        clock.clone(),
+        rng.clone(),
+    )?);
     let health: Arc<dyn Health> = store.clone();
     let probes = web::Data::new(Probes { store: health });
     let prefix = issuer_path(&config);
@@ -191,9 +210,14 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
             .app_data(keys_data.clone())
             .app_data(probes.clone())
             .app_data(registrar.clone())
+            .app_data(token_service.clone())
             .wrap(from_fn(metrics::track))
             .configure(|cfg| routes::configure(cfg, &app_prefix))
-            .service(web::scope(&app_prefix).configure(tessera_client_registration::configure))
+            .service(
+                web::scope(&app_prefix)
+                    .configure(tessera_client_registration::configure)
+                    .configure(tessera_token_endpoint::configure),
+            )
     })
     .on_connect(tessera_http::capture_peer_certificates)
     .listen_rustls_0_23(listener, main_tls)?;

@@ -81,3 +81,41 @@ pub fn registrar(
     };
     Ok(Registrar::new(settings, Arc::new(policy), anchors, clients, audit, cache, clock, rng))
 }
+
+#[allow(clippy::too_many_arguments)]
+pub fn token_service(
+    config: &Config,
+    anchors: TrustAnchors,
+    cache: Arc<ClientCache>,
+    replay: Arc<dyn tessera_store::ReplayGuard>,
+    signer: Arc<dyn tessera_core::keys::SignerSource>,
+    audit: tessera_store::AuditSink,
+    usage: Arc<tessera_store::UsageRecorder>,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn Rng>,
+) -> Result<tessera_token_endpoint::TokenService, SurfaceError> {
+    let t = &config.token;
+    let settings = tessera_token_endpoint::TokenSettings {
+        default_audience: t.default_audience.clone(),
+        resources: t.resources.clone(),
+        tier_lifetimes: t.tier_lifetime_secs.clone(),
+        default_lifetime_secs: t.default_lifetime_secs,
+        max_lifetime_secs: config.max_token_lifetime_secs,
+        accept_token_endpoint_audience: t.accept_token_endpoint_audience,
+    };
+    let keys =
+        Arc::new(fetch::ClientKeyCache::new(fetch::client(&t.client_jwks_cas).map_err(SurfaceError::Registration)?));
+    Ok(tessera_token_endpoint::TokenService::new(
+        config.issuer.clone(),
+        settings,
+        cache,
+        anchors,
+        keys,
+        replay,
+        signer,
+        audit,
+        usage,
+        clock,
+        rng,
+    ))
+}

@@ -5,6 +5,7 @@
 //! This crate must not depend on diesel, redis or actix: surfaces depend on these traits only,
 //! and the server picks the implementation.
 
+mod batch;
 mod cache;
 mod clients;
 mod error;
@@ -14,6 +15,7 @@ mod memory;
 #[cfg(feature = "contract")]
 pub mod contract;
 
+pub use batch::{AuditSink, UsageRecorder};
 pub use cache::ClientCache;
 pub use clients::{AuditLog, ClientStore, ReplayGuard};
 pub use error::StoreError;
