@@ -236,6 +236,7 @@ impl Registrar {
             updated_at: now,
             expires_at: Some(now.plus(self.settings.lifetime_for(&tier))),
             last_used_at: None,
+            tokens_not_before: None,
             registration_token_hash: token_hash(&registration_token),
             ssa_jti: directory.filter(|d| !d.allow_reuse).map(|_| ssa.jti.clone()),
             transport_cert_subject: cert.subject.to_string(),
@@ -347,6 +348,16 @@ impl Registrar {
             .map_err(RegistrationError::TransportCertificate)?;
         let mut validated = metadata::build(&request, &ssa, &cert, &self.settings)?;
         validated.metadata.insert("software_statement".into(), json!(ssa.raw));
+        // Responses list scopes waiting for review in `pending_scopes`, not in `scope`: a client
+        // that sends back what it read (RFC 7592 §2.2) still asks for them. Only scopes that wait
+        // now are kept this way; `pending_scopes` cannot ask for anything new.
+        for s in request.get("pending_scopes").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str)
+        {
+            let waiting = current.scopes.iter().any(|g| g.scope == s && g.state == ScopeState::PendingReview);
+            if waiting && !validated.requested_scopes.iter().any(|r| r == s) {
+                validated.requested_scopes.push(s.to_owned());
+            }
+        }
 
         let mut scopes = Vec::new();
         let mut new_scopes = Vec::new();
@@ -406,6 +417,7 @@ impl Registrar {
         let mut gone = current.clone();
         gone.status = ClientStatus::Offboarded;
         gone.status_reason = Some("deleted by the client (RFC 7592)".into());
+        gone.tokens_not_before = Some(now.plus(1));
         gone.updated_at = now;
         let mut data = Map::new();
         data.insert("reason".into(), json!("deleted by the client (RFC 7592)"));

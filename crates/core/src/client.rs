@@ -104,6 +104,8 @@ pub struct ClientRecord {
     pub updated_at: UnixTime,
     pub expires_at: Option<UnixTime>,
     pub last_used_at: Option<UnixTime>,
+    /// Tokens issued before this time are inactive (set by suspension and offboarding).
+    pub tokens_not_before: Option<UnixTime>,
     /// SHA-256 (base64url) of the registration access token; the token itself is never stored.
     pub registration_token_hash: String,
     /// The SSA `jti`, unique when the directory forbids registering one statement twice.

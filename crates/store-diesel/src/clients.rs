@@ -44,6 +44,7 @@ struct ClientRow {
     ssa_jti: Option<String>,
     transport_cert_subject: String,
     metadata: String,
+    tokens_not_before: Option<i64>,
 }
 
 /// A `client_scopes` row exactly as stored.
@@ -83,6 +84,7 @@ fn encode(client: &ClientRecord) -> Result<(ClientRow, Vec<ScopeRow>), StoreErro
         ssa_jti: client.ssa_jti.clone(),
         transport_cert_subject: client.transport_cert_subject.clone(),
         metadata,
+        tokens_not_before: client.tokens_not_before.map(UnixTime::seconds),
     };
     let scopes = client
         .scopes
@@ -135,6 +137,7 @@ fn decode(row: ClientRow, scopes: Vec<ScopeRow>) -> Result<ClientRecord, StoreEr
         updated_at: UnixTime(row.updated_at),
         expires_at: row.expires_at.map(UnixTime),
         last_used_at: row.last_used_at.map(UnixTime),
+        tokens_not_before: row.tokens_not_before.map(UnixTime),
         registration_token_hash: row.registration_token_hash,
         ssa_jti: row.ssa_jti,
         transport_cert_subject: row.transport_cert_subject,

@@ -30,6 +30,7 @@ mod clients;
 mod conn;
 mod keys;
 mod schema;
+mod tokens;
 
 use std::fmt;
 use std::time::Duration;

@@ -31,6 +31,16 @@ diesel::table! {
         ssa_jti -> Nullable<Text>,
         transport_cert_subject -> Text,
         metadata -> Text,
+        tokens_not_before -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    revoked_tokens (jti) {
+        jti -> Text,
+        client_id -> Text,
+        expires_at -> BigInt,
+        revoked_at -> BigInt,
     }
 }
 

@@ -56,3 +56,26 @@ pub trait ReplayGuard: Send + Sync {
         now: UnixTime,
     ) -> Result<bool, StoreError>;
 }
+
+/// Revoked access tokens (RFC 7009).
+///
+/// Contract (checked by `contract::token_store`):
+/// - `revoke` records the `jti` with the token's expiry and appends `audit` in one transaction;
+///   revoking the same `jti` twice is not an error (the second call changes nothing but the
+///   audit trail);
+/// - `revoked` lists every revoked `jti` whose token has not yet expired at `now`;
+/// - `purge_expired` deletes entries whose token expired before `now` (they can no longer be
+///   presented as valid, so there is nothing left to refuse).
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    async fn revoke(
+        &self,
+        jti: &str,
+        client: &ClientId,
+        expires_at: UnixTime,
+        now: UnixTime,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError>;
+    async fn revoked(&self, now: UnixTime) -> Result<Vec<(String, UnixTime)>, StoreError>;
+    async fn purge_expired(&self, now: UnixTime) -> Result<u64, StoreError>;
+}

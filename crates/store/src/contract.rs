@@ -12,7 +12,7 @@ use tessera_core::client::{ClientRecord, ClientStatus, ScopeGrant, ScopeState};
 use tessera_core::keys::SigningAlg;
 use tessera_core::{KeyId, UnixTime};
 
-use crate::{AuditLog, ClientStore, KeyStore, ReplayGuard, StoreError, StoredKey};
+use crate::{AuditLog, ClientStore, KeyStore, ReplayGuard, StoreError, StoredKey, TokenStore};
 
 fn sample_key(kid: &str, activates_at: i64) -> StoredKey {
     StoredKey {
@@ -67,6 +67,7 @@ pub fn sample_client(id: &str, ssa_jti: Option<&str>) -> ClientRecord {
         updated_at: UnixTime(1_700_000_000),
         expires_at: Some(UnixTime(1_800_000_000)),
         last_used_at: None,
+        tokens_not_before: None,
         registration_token_hash: "hash".into(),
         ssa_jti: ssa_jti.map(str::to_owned),
         transport_cert_subject: "CN=soft-1,OU=org-1,O=Org One,C=GB".into(),
@@ -136,6 +137,7 @@ pub async fn client_store<S: ClientStore + AuditLog>(store: &S) {
     let mut changed = a.clone();
     changed.status = ClientStatus::Suspended;
     changed.status_reason = Some("dormant".into());
+    changed.tokens_not_before = Some(UnixTime(1_700_000_099));
     changed.scopes[1].state = ScopeState::Granted;
     changed.scopes.push(ScopeGrant {
         scope: "x".into(),
@@ -224,4 +226,27 @@ pub async fn replay_guard(store: Arc<dyn ReplayGuard>) {
         }
     }
     assert_eq!(winners, 1, "exactly one concurrent caller may use an id");
+}
+
+/// `TokenStore`: revoke with audit, idempotent, listing and purging by expiry.
+pub async fn token_store<S: TokenStore + AuditLog>(store: &S) {
+    let now = UnixTime(1_700_000_000);
+    let c = ClientId::new("client-a");
+    assert!(store.revoked(now).await.unwrap().is_empty());
+    store
+        .revoke("jti-1", &c, now.plus(300), now, &[sample_event(AuditKind::TokenRevoked, Some("client-a"), 1)])
+        .await
+        .unwrap();
+    store.revoke("jti-2", &c, now.plus(10), now, &[]).await.unwrap();
+    store
+        .revoke("jti-1", &c, now.plus(300), now, &[sample_event(AuditKind::TokenRevoked, Some("client-a"), 2)])
+        .await
+        .unwrap();
+    let mut listed = store.revoked(now).await.unwrap();
+    listed.sort();
+    assert_eq!(listed, vec![("jti-1".to_owned(), now.plus(300)), ("jti-2".to_owned(), now.plus(10))]);
+    assert_eq!(AuditLog::read(store, 0, 10).await.unwrap().len(), 2, "each revocation is audited");
+    assert_eq!(store.revoked(now.plus(20)).await.unwrap().len(), 1, "an expired token needs no revocation entry");
+    assert_eq!(store.purge_expired(now.plus(20)).await.unwrap(), 1);
+    assert_eq!(store.revoked(now).await.unwrap(), vec![("jti-1".to_owned(), now.plus(300))]);
 }

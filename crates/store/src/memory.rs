@@ -9,7 +9,7 @@ use tessera_core::audit::{AuditEvent, AuditRecord, GENESIS_HASH, chain_hash};
 use tessera_core::client::ClientRecord;
 use tessera_core::{ClientId, UnixTime};
 
-use crate::{AuditLog, ClientStore, Health, KeyStore, ReplayGuard, StoreError, StoredKey};
+use crate::{AuditLog, ClientStore, Health, KeyStore, ReplayGuard, StoreError, StoredKey, TokenStore};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -17,6 +17,7 @@ pub struct MemoryStore {
     clients: Mutex<Vec<ClientRecord>>,
     audit: Mutex<Vec<AuditRecord>>,
     replay: Mutex<HashMap<(String, String), UnixTime>>,
+    revoked: Mutex<HashMap<String, UnixTime>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, StoreError> {
@@ -142,6 +143,35 @@ impl ReplayGuard for MemoryStore {
 }
 
 #[async_trait]
+impl TokenStore for MemoryStore {
+    async fn revoke(
+        &self,
+        jti: &str,
+        _client: &ClientId,
+        expires_at: UnixTime,
+        _now: UnixTime,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut revoked = lock(&self.revoked)?;
+        let mut log = lock(&self.audit)?;
+        revoked.insert(jti.to_owned(), expires_at);
+        Self::append_locked(&mut log, audit);
+        Ok(())
+    }
+
+    async fn revoked(&self, now: UnixTime) -> Result<Vec<(String, UnixTime)>, StoreError> {
+        Ok(lock(&self.revoked)?.iter().filter(|(_, exp)| **exp > now).map(|(j, e)| (j.clone(), *e)).collect())
+    }
+
+    async fn purge_expired(&self, now: UnixTime) -> Result<u64, StoreError> {
+        let mut revoked = lock(&self.revoked)?;
+        let before = revoked.len();
+        revoked.retain(|_, exp| *exp > now);
+        Ok((before - revoked.len()) as u64)
+    }
+}
+
+#[async_trait]
 impl Health for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
@@ -158,5 +188,6 @@ mod tests {
         crate::contract::client_store(&MemoryStore::new()).await;
         crate::contract::audit_log(std::sync::Arc::new(MemoryStore::new())).await;
         crate::contract::replay_guard(std::sync::Arc::new(MemoryStore::new())).await;
+        crate::contract::token_store(&MemoryStore::new()).await;
     }
 }

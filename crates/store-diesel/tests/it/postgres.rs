@@ -61,6 +61,8 @@ async fn postgres_meets_the_client_and_audit_contracts() {
     // The audit contract starts from an empty log, so it gets a database of its own.
     let Some(pg) = TestPg::new() else { return };
     tessera_store::contract::audit_log(Arc::new(connect(pg.url()).await)).await;
+    let Some(pg) = TestPg::new() else { return };
+    tessera_store::contract::token_store(&connect(pg.url()).await).await;
 }
 
 #[tokio::test]

@@ -134,6 +134,8 @@ async fn sqlite_file_meets_the_client_and_audit_contracts() {
     // The audit contract starts from an empty log, so it gets a database of its own.
     let dir = tempfile::tempdir().unwrap();
     tessera_store::contract::audit_log(Arc::new(connect(&file_url(&dir).0).await)).await;
+    let dir = tempfile::tempdir().unwrap();
+    tessera_store::contract::token_store(&connect(&file_url(&dir).0).await).await;
 }
 
 #[tokio::test]

@@ -1,0 +1,2 @@
+DROP TABLE revoked_tokens;
+ALTER TABLE clients DROP COLUMN tokens_not_before;
