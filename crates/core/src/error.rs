@@ -69,3 +69,37 @@ pub enum TokenError {
     #[error("server error")]
     Internal { internal: String },
 }
+
+/// Errors of token introspection (RFC 7662 §2.3). An inactive token is not an error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IntrospectionError {
+    #[error("invalid_request: {0}")]
+    InvalidRequest(String),
+    /// The caller did not authenticate (401).
+    #[error("invalid_client: {0}")]
+    InvalidClient(String),
+    /// The caller authenticated but is not entitled to introspect (403).
+    #[error("forbidden: {0}")]
+    NotEntitled(String),
+    #[error("request body too large (at most {0} bytes)")]
+    PayloadTooLarge(usize),
+    #[error("temporarily unavailable")]
+    Unavailable { internal: String },
+    #[error("server error")]
+    Internal { internal: String },
+}
+
+impl From<TokenError> for IntrospectionError {
+    /// Caller authentication reuses the token endpoint's; its failures keep their meaning.
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::InvalidClient { description, .. } => IntrospectionError::InvalidClient(description),
+            TokenError::InvalidRequest(d) => IntrospectionError::InvalidRequest(d),
+            TokenError::PayloadTooLarge(n) => IntrospectionError::PayloadTooLarge(n),
+            TokenError::Unavailable { internal } => IntrospectionError::Unavailable { internal },
+            TokenError::Internal { internal } => IntrospectionError::Internal { internal },
+            other => IntrospectionError::InvalidRequest(other.to_string()),
+        }
+    }
+}

@@ -147,6 +147,12 @@ pub enum SignError {
     Crypto(String),
 }
 
+/// Verifies JWTs this server signed, with any published key. Implemented by the key service.
+pub trait AccessTokenVerifier: Send + Sync {
+    /// The claims of `token` if its signature verifies and its header `typ` is `typ`.
+    fn verify(&self, token: &str, typ: &str) -> Option<Map<String, Value>>;
+}
+
 /// Gives the signer in force now (the key set changes on rotation).
 pub trait SignerSource: Send + Sync {
     fn current(&self) -> std::sync::Arc<dyn TokenSigner>;

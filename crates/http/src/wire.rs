@@ -1,7 +1,7 @@
 //! The one table from each surface's error enum to the wire: code, status, description,
 //! challenge. Internal causes are logged here and never rendered.
 
-use tessera_core::error::{RegistrationError, TokenError};
+use tessera_core::error::{IntrospectionError, RegistrationError, TokenError};
 
 use crate::{OAuthError, Status};
 
@@ -127,6 +127,48 @@ impl OAuthError for TokenError {
     }
 }
 
+impl OAuthError for IntrospectionError {
+    fn code(&self) -> &'static str {
+        use IntrospectionError::*;
+        match self {
+            InvalidRequest(_) | PayloadTooLarge(_) => "invalid_request",
+            InvalidClient(_) => "invalid_client",
+            NotEntitled(_) => "unauthorized_client",
+            Unavailable { .. } => "temporarily_unavailable",
+            _ => "server_error",
+        }
+    }
+
+    fn description(&self) -> String {
+        use IntrospectionError::*;
+        match self {
+            InvalidRequest(d) | InvalidClient(d) | NotEntitled(d) => d.clone(),
+            PayloadTooLarge(max) => format!("the request body is larger than {max} bytes"),
+            Unavailable { internal } => {
+                tracing::warn!(cause = %internal, "introspection temporarily unavailable");
+                "introspection is temporarily unavailable; retry later".into()
+            }
+            Internal { internal } => {
+                tracing::error!(cause = %internal, "introspection failed");
+                "the request could not be completed because of a server error".into()
+            }
+            _ => "server error".into(),
+        }
+    }
+
+    fn status(&self) -> Status {
+        use IntrospectionError::*;
+        match self {
+            InvalidClient(_) => Status::Unauthorized,
+            NotEntitled(_) => Status::Forbidden,
+            PayloadTooLarge(_) => Status::PayloadTooLarge,
+            Unavailable { .. } => Status::Unavailable,
+            Internal { .. } => Status::Internal,
+            _ => Status::BadRequest,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +211,24 @@ mod tests {
             assert_eq!((s, c.as_str()), (status, code), "{e:?}");
             assert_eq!(challenge.is_some(), matches!(e, InvalidToken(_)));
             assert!(!description.contains("secret detail") && !description.contains("db down"));
+        }
+    }
+
+    #[actix_web::test]
+    async fn introspection_errors_row_by_row() {
+        // RFC 7662 §2.3 (checklist F.84)
+        use IntrospectionError::*;
+        let rows: Vec<(IntrospectionError, u16, &str)> = vec![
+            (InvalidRequest("r".into()), 400, "invalid_request"),
+            (InvalidClient("c".into()), 401, "invalid_client"),
+            (NotEntitled("n".into()), 403, "unauthorized_client"),
+            (PayloadTooLarge(1), 413, "invalid_request"),
+            (Unavailable { internal: "x".into() }, 503, "temporarily_unavailable"),
+            (Internal { internal: "x".into() }, 500, "server_error"),
+        ];
+        for (e, status, code) in rows {
+            let (s, c, _, _) = wire(&e).await;
+            assert_eq!((s, c.as_str()), (status, code), "{e:?}");
         }
     }
 

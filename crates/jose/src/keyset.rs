@@ -30,6 +30,9 @@ struct ActiveKey {
 pub struct KeySet {
     active: Option<ActiveKey>,
     published: Vec<Jwk>,
+    /// One ready verifier per published key: verification on the hot path (introspection,
+    /// revocation) must not rebuild key objects per request.
+    verifiers: Vec<(String, SigningAlg, Box<dyn josekit::jws::JwsVerifier>)>,
     jwks_json: String,
     states: Vec<(KeyTimeline, KeyState)>,
 }
@@ -54,6 +57,7 @@ impl KeySet {
         let timelines: Vec<KeyTimeline> = keys.iter().map(|k| k.timeline.clone()).collect();
         let states = classify(&timelines, now, policy);
         let mut published = Vec::new();
+        let mut verifiers = Vec::new();
         let mut active = None;
         for (timeline, state) in &states {
             let Some(key) = keys.iter().find(|k| k.timeline.kid == timeline.kid) else {
@@ -69,6 +73,9 @@ impl KeySet {
                         timeline.kid
                     )));
                 }
+                if let Some(v) = crate::verify::verifier_for(timeline.alg, &jwk) {
+                    verifiers.push((timeline.kid.as_str().to_owned(), timeline.alg, v));
+                }
                 published.push(jwk);
             }
             if *state == KeyState::Active {
@@ -83,7 +90,7 @@ impl KeySet {
         let jwks_json =
             json!({ "keys": published.iter().map(|k| Value::Object(k.as_ref().clone())).collect::<Vec<_>>() })
                 .to_string();
-        Ok(KeySet { active, published, jwks_json, states })
+        Ok(KeySet { active, published, verifiers, jwks_json, states })
     }
 
     /// `{"keys":[...]}`: public keys only.
@@ -93,6 +100,14 @@ impl KeySet {
 
     pub fn published(&self) -> &[Jwk] {
         &self.published
+    }
+
+    /// Verifies a JWT this server signed (any published key, chosen by `kid`), with the
+    /// expected `typ`. Claims are not checked here.
+    pub fn verify(&self, token: &str, typ: &str) -> Result<crate::VerifiedJwt, crate::VerifyError> {
+        crate::verify::verify_with(token, Some(typ), |kid, alg| {
+            self.verifiers.iter().find(|(k, a, _)| Some(k.as_str()) == kid && *a == alg).map(|(_, _, v)| v.as_ref())
+        })
     }
 
     pub fn active_kid(&self) -> Option<&KeyId> {
@@ -169,6 +184,7 @@ impl TokenSigner for KeySet {
 mod tests {
     use super::*;
     use crate::{generate, verify_with_jwks};
+    use base64::Engine;
 
     const POLICY: RotationPolicy = RotationPolicy { prepublication_secs: 60, retention_secs: 600 };
 
@@ -196,6 +212,13 @@ mod tests {
             let jwt = set.sign("at+jwt", &claims).unwrap();
             assert_eq!(jwt.alg, alg);
             let verified = verify_with_jwks(&jwt.compact, set.published(), Some("at+jwt")).unwrap();
+            // The cached verifiers agree, refuse another typ, and refuse a changed payload.
+            assert_eq!(set.verify(&jwt.compact, "at+jwt").unwrap().claims["sub"], "client-1");
+            assert!(set.verify(&jwt.compact, "JWT").is_err());
+            let mut parts: Vec<&str> = jwt.compact.split('.').collect();
+            let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"sub":"client-2"}"#);
+            parts[1] = &forged;
+            assert!(set.verify(&parts.join("."), "at+jwt").is_err());
             assert_eq!(verified.claims["sub"], "client-1");
             assert_eq!(verified.header["kid"], "k1");
             // The JWKS text carries no private member.

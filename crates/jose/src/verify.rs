@@ -29,7 +29,7 @@ pub enum VerifyError {
     Payload,
 }
 
-fn verifier_for(alg: SigningAlg, jwk: &Jwk) -> Option<Box<dyn JwsVerifier>> {
+pub(crate) fn verifier_for(alg: SigningAlg, jwk: &Jwk) -> Option<Box<dyn JwsVerifier>> {
     Some(match alg {
         SigningAlg::ES256 => Box::new(ES256.verifier_from_jwk(jwk).ok()?),
         SigningAlg::PS256 => Box::new(PS256.verifier_from_jwk(jwk).ok()?),
@@ -45,10 +45,21 @@ fn typ_matches(found: &str, expected: &str) -> bool {
     found == expected.to_ascii_lowercase()
 }
 
-/// Verifies `token` with a key of `jwks`. The key is chosen by `kid` when the header has one,
-/// otherwise every key whose type fits the algorithm is tried (FAPI2 5.4.3: clients may send
-/// keys without `kid`).
-pub fn verify_with_jwks(token: &str, jwks: &[Jwk], expected_typ: Option<&str>) -> Result<VerifiedJwt, VerifyError> {
+/// Verifies `token` with the verifier `select` returns for the header's `kid` and `alg`.
+pub(crate) fn verify_with<'a>(
+    token: &str,
+    expected_typ: Option<&str>,
+    select: impl Fn(Option<&str>, SigningAlg) -> Option<&'a dyn JwsVerifier>,
+) -> Result<VerifiedJwt, VerifyError> {
+    let (header, alg) = parse_header(token, expected_typ)?;
+    let kid = header.get("kid").and_then(Value::as_str);
+    let verifier = select(kid, alg).ok_or(VerifyError::UnknownKey)?;
+    let (payload, _) = josekit::jws::deserialize_compact(token, verifier).map_err(|_| VerifyError::Signature)?;
+    let claims: Map<String, Value> = serde_json::from_slice(&payload).map_err(|_| VerifyError::Payload)?;
+    Ok(VerifiedJwt { header, claims })
+}
+
+fn parse_header(token: &str, expected_typ: Option<&str>) -> Result<(Map<String, Value>, SigningAlg), VerifyError> {
     let header_b64 = token.split('.').next().ok_or(VerifyError::Malformed)?;
     if token.split('.').count() != 3 {
         return Err(VerifyError::Malformed);
@@ -63,6 +74,14 @@ pub fn verify_with_jwks(token: &str, jwks: &[Jwk], expected_typ: Option<&str>) -
             return Err(VerifyError::Type { expected: expected.to_owned(), found: found.map(str::to_owned) });
         }
     }
+    Ok((header, alg))
+}
+
+/// Verifies `token` with a key of `jwks`. The key is chosen by `kid` when the header has one,
+/// otherwise every key whose type fits the algorithm is tried (FAPI2 5.4.3: clients may send
+/// keys without `kid`).
+pub fn verify_with_jwks(token: &str, jwks: &[Jwk], expected_typ: Option<&str>) -> Result<VerifiedJwt, VerifyError> {
+    let (header, alg) = parse_header(token, expected_typ)?;
     let kid = header.get("kid").and_then(Value::as_str);
     let kty = match alg {
         SigningAlg::ES256 => "EC",

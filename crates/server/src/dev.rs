@@ -246,6 +246,53 @@ fn generate(data_dir: &Path, dev: &Path, kek_path: PathBuf) -> Result<Manifest, 
     Ok(manifest)
 }
 
+/// The client id dev mode provisions for the generated gateway certificate.
+pub const DEV_GATEWAY_CLIENT_ID: &str = "dev-gateway";
+
+/// Dev mode's API gateway client: `tls_client_auth` with the generated gateway certificate, and
+/// the introspection entitlement granted, so that introspection can be tried at once. (Outside
+/// dev mode a gateway registers and a human approves its `introspection` scope.)
+pub fn gateway_client(
+    manifest: &Manifest,
+    scope: &str,
+    now: tessera_core::UnixTime,
+) -> tessera_core::client::ClientRecord {
+    use tessera_core::client::{ClientRecord, ClientStatus, ScopeGrant, ScopeState};
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("client_name".into(), serde_json::json!("Tessera dev API gateway"));
+    metadata.insert("token_endpoint_auth_method".into(), serde_json::json!("tls_client_auth"));
+    metadata.insert("tls_client_auth_subject_dn".into(), serde_json::json!(manifest.gateway.subject));
+    metadata.insert("grant_types".into(), serde_json::json!(["client_credentials"]));
+    metadata.insert("tls_client_certificate_bound_access_tokens".into(), serde_json::json!(true));
+    ClientRecord {
+        client_id: tessera_core::ClientId::new(DEV_GATEWAY_CLIENT_ID),
+        status: ClientStatus::Active,
+        status_reason: None,
+        org_id: "tessera-dev".into(),
+        org_name: "Tessera dev".into(),
+        software_id: "dev-gateway".into(),
+        directory: "dev-mode-provisioning".into(),
+        purpose: "API gateway token introspection (dev mode)".into(),
+        risk_tier: "medium".into(),
+        created_at: now,
+        updated_at: now,
+        expires_at: None,
+        last_used_at: None,
+        tokens_not_before: None,
+        registration_token_hash: String::new(),
+        ssa_jti: None,
+        transport_cert_subject: manifest.gateway.subject.clone(),
+        scopes: vec![ScopeGrant {
+            scope: scope.to_owned(),
+            state: ScopeState::Granted,
+            rule: "dev-mode-provisioning".into(),
+            decided_at: now,
+            reason: Some("provisioned by dev mode for the generated gateway certificate".into()),
+        }],
+        metadata,
+    }
+}
+
 /// The configuration dev mode runs with (environment overrides still apply on top).
 pub fn raw_config(manifest: &Manifest, issuer: &str, listen: &str) -> RawConfig {
     RawConfig {
@@ -274,6 +321,7 @@ pub fn raw_config(manifest: &Manifest, issuer: &str, listen: &str) -> RawConfig 
         },
         log: RawLog::default(),
         registration: dev_registration(manifest),
+        introspection: Default::default(),
         token: crate::config::RawToken {
             default_audience: Some("https://api.tessera-dev.example".into()),
             resources: vec!["https://api.tessera-dev.example/payments".into()],

@@ -201,6 +201,12 @@ impl KeyService {
     }
 }
 
+impl tessera_core::keys::AccessTokenVerifier for KeyService {
+    fn verify(&self, token: &str, typ: &str) -> Option<serde_json::Map<String, Value>> {
+        self.signer().verify(token, typ).ok().map(|v| v.claims)
+    }
+}
+
 impl tessera_core::keys::SignerSource for KeyService {
     fn current(&self) -> Arc<dyn TokenSigner> {
         self.signer()

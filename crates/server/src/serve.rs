@@ -152,11 +152,17 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
         server_metadata(&config),
         tessera_client_registration::http::metadata(&config.issuer, alias),
         tessera_token_endpoint::metadata(&config.issuer, alias),
+        tessera_introspection::metadata(&config.issuer, alias),
     ])?;
 
     // Clients live in memory for the hot paths; the store is the durable copy.
+    if let Some(m) = &manifest {
+        provision_dev_gateway(store.as_ref(), m, &config.introspection_scope, clock.now()).await?;
+    }
     let cache = Arc::new(ClientCache::new());
     cache.replace_all(store.list_clients().await?);
+    let revocations = Arc::new(tessera_store::Revocations::new());
+    revocations.replace_all(tessera_store::TokenStore::revoked(store.as_ref(), clock.now()).await?);
     tracing::info!(clients = cache.len(), "client cache loaded");
     let rng: Arc<dyn Rng> = Arc::new(OsRng);
     let anchors = surfaces::trust_anchors(&config)?;
@@ -188,17 +194,39 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
     let metrics = web::Data::new(Metrics::new());
     let keys_data = web::Data::from(keys.clone());
     let signer: Arc<dyn tessera_core::keys::SignerSource> = keys.clone();
-    let token_service = web::Data::new(surfaces::token_service(
-        &config,
-        anchors.clone(),
-        cache.clone(),
-        replay,
+    let verifier: Arc<dyn tessera_core::keys::AccessTokenVerifier> = keys.clone();
+    let token_store: Arc<dyn tessera_store::TokenStore> = store.clone();
+    let token_service = Arc::new(
+        surfaces::token_service(
+            &config,
+            anchors.clone(),
+            cache.clone(),
+            replay,
+            signer.clone(),
+            audit_sink,
+            usage,
+            clock.clone(),
+            rng.clone(),
+        )?
+        .with_revocation(tessera_token_endpoint::RevocationParts {
+            verifier: verifier.clone(),
+            revocations: revocations.clone(),
+            tokens: token_store.clone(),
+            on_revoke: None,
+        }),
+    );
+    let introspector = web::Data::new(tessera_introspection::Introspector::new(
+        config.issuer.clone(),
+        token_service.clone(),
+        verifier,
         signer,
-        audit_sink,
-        usage,
+        cache.clone(),
+        revocations.clone(),
         clock.clone(),
-        rng.clone(),
-    )?);
+        config.introspection_scope.clone(),
+    ));
+    let token_service = web::Data::from(token_service);
+    spawn_revocation_purge(revocations.clone(), token_store, clock.clone());
     let health: Arc<dyn Health> = store.clone();
     let probes = web::Data::new(Probes { store: health });
     let prefix = issuer_path(&config);
@@ -211,12 +239,14 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
             .app_data(probes.clone())
             .app_data(registrar.clone())
             .app_data(token_service.clone())
+            .app_data(introspector.clone())
             .wrap(from_fn(metrics::track))
             .configure(|cfg| routes::configure(cfg, &app_prefix))
             .service(
                 web::scope(&app_prefix)
                     .configure(tessera_client_registration::configure)
-                    .configure(tessera_token_endpoint::configure),
+                    .configure(tessera_token_endpoint::configure)
+                    .configure(tessera_introspection::configure),
             )
     })
     .on_connect(tessera_http::capture_peer_certificates)
@@ -238,6 +268,50 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
     Ok(())
 }
 
+/// Revocation entries outlive nothing: once the token has expired, it is inactive anyway.
+fn spawn_revocation_purge(
+    revocations: Arc<tessera_store::Revocations>,
+    store: Arc<dyn tessera_store::TokenStore>,
+    clock: Arc<dyn Clock>,
+) {
+    actix_web::rt::spawn(async move {
+        loop {
+            actix_web::rt::time::sleep(Duration::from_secs(600)).await;
+            let now = clock.now();
+            revocations.purge(now);
+            if let Err(e) = store.purge_expired(now).await {
+                tracing::warn!(error = %e, "purging expired revocations failed; will retry");
+            }
+        }
+    });
+}
+
+async fn provision_dev_gateway(
+    store: &DieselStore,
+    manifest: &dev::Manifest,
+    scope: &str,
+    now: tessera_core::UnixTime,
+) -> Result<(), StartError> {
+    let id = tessera_core::ClientId::new(dev::DEV_GATEWAY_CLIENT_ID);
+    if store.get_client(&id).await?.is_some() {
+        return Ok(());
+    }
+    let client = dev::gateway_client(manifest, scope, now);
+    let mut data = serde_json::Map::new();
+    data.insert("reason".into(), json!("dev mode provisions a gateway client for the generated gateway certificate"));
+    data.insert("scope".into(), json!(scope));
+    let event = tessera_core::audit::AuditEvent {
+        at: now,
+        kind: tessera_core::audit::AuditKind::AdminAction,
+        actor: "dev-mode".into(),
+        client_id: Some(id),
+        data,
+    };
+    store.insert_client(&client, &[event]).await?;
+    tracing::info!(client_id = dev::DEV_GATEWAY_CLIENT_ID, "dev mode provisioned the gateway client");
+    Ok(())
+}
+
 fn issuer_path(config: &Config) -> String {
     let s = config.issuer.as_str();
     let after_scheme = &s["https://".len()..];
@@ -256,6 +330,10 @@ fn announce(config: &Config, addrs: &[SocketAddr], manifest: Option<&dev::Manife
         println!(" manifest:  {}", m.ca.cert.with_file_name(dev::MANIFEST).display());
         println!(" first request:");
         println!("   curl --cacert {rel}/dev/ca.pem {}/.well-known/oauth-authorization-server", config.issuer);
+        println!(
+            " API gateway client (introspection): client_id {} with {rel}/dev/gateway.pem",
+            dev::DEV_GATEWAY_CLIENT_ID
+        );
         println!(" with the demo client certificate:");
         println!(
             "   curl --cacert {rel}/dev/ca.pem --cert {rel}/dev/client.pem --key {rel}/dev/client.key {}/jwks",

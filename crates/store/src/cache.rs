@@ -55,3 +55,51 @@ impl ClientCache {
         self.map.read().map(|m| m.values().cloned().collect()).unwrap_or_default()
     }
 }
+
+/// Revoked `jti`s with their token's expiry: the in-memory copy every introspection reads. The
+/// durable copy is the `TokenStore`; other nodes learn of revocations through change notices.
+#[derive(Default)]
+pub struct Revocations {
+    map: RwLock<HashMap<String, tessera_core::UnixTime>>,
+}
+
+impl Revocations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        match self.map.read() {
+            Ok(m) => m.contains_key(jti),
+            // Fail closed: with the lock poisoned, treat the token as revoked.
+            Err(_) => true,
+        }
+    }
+
+    pub fn insert(&self, jti: String, expires_at: tessera_core::UnixTime) {
+        if let Ok(mut m) = self.map.write() {
+            m.insert(jti, expires_at);
+        }
+    }
+
+    pub fn replace_all(&self, entries: Vec<(String, tessera_core::UnixTime)>) {
+        if let Ok(mut m) = self.map.write() {
+            *m = entries.into_iter().collect();
+        }
+    }
+
+    /// Forgets entries whose token has expired (an expired token is inactive anyway).
+    pub fn purge(&self, now: tessera_core::UnixTime) {
+        if let Ok(mut m) = self.map.write() {
+            m.retain(|_, exp| *exp > now);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.read().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

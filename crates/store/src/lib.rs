@@ -16,7 +16,7 @@ mod memory;
 pub mod contract;
 
 pub use batch::{AuditSink, UsageRecorder};
-pub use cache::ClientCache;
+pub use cache::{ClientCache, Revocations};
 pub use clients::{AuditLog, ClientStore, ReplayGuard, TokenStore};
 pub use error::StoreError;
 pub use keys::{KeyStore, StoredKey};

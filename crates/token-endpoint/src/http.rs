@@ -16,7 +16,8 @@ use crate::service::TokenService;
 pub const MAX_FORM_BYTES: usize = 16 * 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/token").route(web::post().to(token)).default_service(web::to(method_not_allowed)));
+    cfg.service(web::resource("/token").route(web::post().to(token)).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/revoke").route(web::post().to(revoke)).default_service(web::to(method_not_allowed)));
 }
 
 pub fn metadata(issuer: &Issuer, mtls_alias: Option<&Issuer>) -> MetadataFragment {
@@ -31,7 +32,13 @@ pub fn metadata(issuer: &Issuer, mtls_alias: Option<&Issuer>) -> MetadataFragmen
         json!(SigningAlg::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>()),
     );
     f.insert("tls_client_certificate_bound_access_tokens".into(), json!(true));
-    f
+    let revocation = discovery::endpoint(issuer, mtls_alias, "revocation_endpoint", "/revoke");
+    let mut merged = discovery::merge([f, revocation]).unwrap_or_default();
+    merged.insert(
+        "revocation_endpoint_auth_methods_supported".into(),
+        json!(["tls_client_auth", "self_signed_tls_client_auth", "private_key_jwt"]),
+    );
+    merged
 }
 
 async fn method_not_allowed() -> HttpResponse {
@@ -80,6 +87,29 @@ async fn token(
     let authorization_header = req.headers().contains_key(AUTHORIZATION);
     match service.token(&form, authorization_header, &peer).await {
         Ok(resp) => no_store(HttpResponse::Ok().insert_header((CONTENT_TYPE, "application/json")).json(resp)),
+        Err(e) => render(&e),
+    }
+}
+
+async fn revoke(
+    req: HttpRequest,
+    payload: web::Payload,
+    peer: PeerCertificates,
+    service: web::Data<TokenService>,
+) -> HttpResponse {
+    if !req.query_string().is_empty() {
+        return render(&TokenError::InvalidRequest(
+            "parameters must be sent in the request body, not in the URL".into(),
+        ));
+    }
+    let form = match read_form(&req, payload).await {
+        Ok(f) => f,
+        Err(e) => return render(&e),
+    };
+    let authorization_header = req.headers().contains_key(AUTHORIZATION);
+    match service.revoke(&form, authorization_header, &peer).await {
+        // RFC 7009 §2.2: 200, no body needed.
+        Ok(()) => no_store(HttpResponse::Ok().finish()),
         Err(e) => render(&e),
     }
 }

@@ -7,7 +7,9 @@
 
 pub mod auth;
 pub mod http;
+pub mod inspect;
+pub mod revoke;
 pub mod service;
 
 pub use http::{configure, metadata};
-pub use service::{ClientKeys, TokenService, TokenSettings};
+pub use service::{ClientKeys, RevocationParts, RevokeHook, TokenService, TokenSettings};

@@ -8,12 +8,12 @@ use serde_json::{Map, Value, json};
 use tessera_core::audit::{AuditEvent, AuditKind};
 use tessera_core::client::{ClientRecord, ClientStatus, ScopeState};
 use tessera_core::error::TokenError;
-use tessera_core::keys::SignerSource;
+use tessera_core::keys::{AccessTokenVerifier, SignerSource};
 use tessera_core::{Clock, Issuer, Rng, UnixTime};
 use tessera_http::PeerCertificates;
 use tessera_http::mtls::TrustAnchors;
 use tessera_jose::Jwk;
-use tessera_store::{AuditSink, ClientCache, ReplayGuard, UsageRecorder};
+use tessera_store::{AuditSink, ClientCache, ReplayGuard, Revocations, TokenStore, UsageRecorder};
 
 use crate::auth::{Credentials, Form};
 
@@ -55,8 +55,23 @@ pub struct TokenService {
     signer: Arc<dyn SignerSource>,
     audit: AuditSink,
     usage: Arc<UsageRecorder>,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     rng: Arc<dyn Rng>,
+    pub(crate) verifier: Option<Arc<dyn AccessTokenVerifier>>,
+    pub(crate) revocations: Arc<Revocations>,
+    pub(crate) tokens: Arc<dyn TokenStore>,
+    /// Called after a revocation is durable: how other nodes hear of it (Redis, in a cluster).
+    pub(crate) on_revoke: Option<RevokeHook>,
+}
+
+pub type RevokeHook = Arc<dyn Fn(&str, UnixTime) + Send + Sync>;
+
+/// What revocation needs besides the token endpoint's own parts.
+pub struct RevocationParts {
+    pub verifier: Arc<dyn AccessTokenVerifier>,
+    pub revocations: Arc<Revocations>,
+    pub tokens: Arc<dyn TokenStore>,
+    pub on_revoke: Option<RevokeHook>,
 }
 
 /// A successful token response (RFC 6749 §5.1).
@@ -98,7 +113,40 @@ impl TokenService {
         clock: Arc<dyn Clock>,
         rng: Arc<dyn Rng>,
     ) -> TokenService {
-        TokenService { issuer, settings, clients, anchors, client_keys, replay, signer, audit, usage, clock, rng }
+        TokenService {
+            issuer,
+            settings,
+            clients,
+            anchors,
+            client_keys,
+            replay,
+            signer,
+            audit,
+            usage,
+            clock,
+            rng,
+            verifier: None,
+            revocations: Arc::new(Revocations::new()),
+            tokens: Arc::new(tessera_store::MemoryStore::new()),
+            on_revoke: None,
+        }
+    }
+
+    /// Enables `/revoke` with the node's shared revocation state.
+    pub fn with_revocation(mut self, parts: RevocationParts) -> TokenService {
+        self.verifier = Some(parts.verifier);
+        self.revocations = parts.revocations;
+        self.tokens = parts.tokens;
+        self.on_revoke = parts.on_revoke;
+        self
+    }
+
+    pub fn issuer(&self) -> &Issuer {
+        &self.issuer
+    }
+
+    pub fn clients(&self) -> &Arc<ClientCache> {
+        &self.clients
     }
 
     /// `POST /token`.
