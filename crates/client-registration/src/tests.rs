@@ -1021,3 +1021,37 @@ async fn update_keeps_earlier_decisions_and_decides_only_new_scopes() {
     let e = f.registrar.update(&id, Some(&token), &f.peer, &serde_json::to_vec(&body).unwrap()).await.unwrap_err();
     assert_eq!(code(&e), "invalid_redirect_uri", "{e}");
 }
+
+/// RFC 7592 §2.2 read-modify-write: sending back what a read returned changes nothing. Scopes that
+/// wait for review are listed in `pending_scopes`, not in `scope`; echoing them keeps them.
+#[tokio::test]
+async fn update_with_the_read_response_keeps_pending_scopes() {
+    let f = fixture();
+    let registered = f.register(json!({ "scope": "accounts:read payments:write" })).await.unwrap();
+    let id = id_of(&registered);
+    let token = token_of(&registered);
+    let read = f.registrar.read(&id, Some(&token), &f.peer).await.unwrap();
+    let before = f.store.get_client(&ClientId::new(&id)).await.unwrap().unwrap();
+
+    f.clock.advance(10);
+    let v = f.registrar.update(&id, Some(&token), &f.peer, &serde_json::to_vec(&read).unwrap()).await.unwrap();
+    assert_eq!(v, read, "an unchanged registration reads back the same");
+    let after = f.store.get_client(&ClientId::new(&id)).await.unwrap().unwrap();
+    assert_eq!(after.scopes, before.scopes, "decisions kept, nothing re-decided");
+
+    // pending_scopes only keeps what already waits; it cannot ask for anything new.
+    let mut body = read.clone();
+    body["pending_scopes"] = json!(["payments:write", "payments:read", "introspection"]);
+    let v = f.registrar.update(&id, Some(&token), &f.peer, &serde_json::to_vec(&body).unwrap()).await.unwrap();
+    assert_eq!(v["pending_scopes"], json!(["payments:write"]));
+    let scopes: Vec<String> =
+        f.store.get_client(&ClientId::new(&id)).await.unwrap().unwrap().scopes.into_iter().map(|g| g.scope).collect();
+    assert_eq!(scopes, ["accounts:read", "payments:write"]);
+
+    // Leaving a scope out of both lists withdraws it.
+    let mut body = read.clone();
+    body.as_object_mut().unwrap().remove("pending_scopes");
+    let v = f.registrar.update(&id, Some(&token), &f.peer, &serde_json::to_vec(&body).unwrap()).await.unwrap();
+    assert!(v.get("pending_scopes").is_none(), "{v}");
+    assert_eq!(f.store.get_client(&ClientId::new(&id)).await.unwrap().unwrap().scopes.len(), 1);
+}

@@ -83,3 +83,67 @@ impl TestPki {
         self.issue(name, vec![format!("{name}.clients.test")], dn, ExtendedKeyUsagePurpose::ClientAuth)
     }
 }
+
+/// A client certificate (PEM certificate, PEM PKCS#8 key) signed by an existing CA, for
+/// certificates that CA's owner would never issue, such as an expired one.
+///
+/// `ca_subject` is the CA's subject as a simple RFC 4514 string (`CN=..,OU=..,O=..,C=..`, most
+/// specific first, no escaped characters), e.g. the `subject` the dev manifest records; it is
+/// rebuilt attribute by attribute, so the issuer name matches the CA's certificate exactly when
+/// the CA was made with rcgen in the same order. `subject` is given the same way. Validity runs
+/// from `not_before` to `not_after`, each `(year, month, day)`.
+pub fn client_signed_by(
+    ca_subject: &str,
+    ca_key_pem: &str,
+    subject: &str,
+    not_before: (i32, u8, u8),
+    not_after: (i32, u8, u8),
+) -> (String, String) {
+    let ca_key = KeyPair::from_pem(ca_key_pem).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.distinguished_name = parse_simple_dn(ca_subject);
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = rcgen::Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = parse_simple_dn(subject);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+    params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+    let cert = params.signed_by(&key, &ca).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// `CN=a,OU=b,O=c,C=d` (RFC 4514 order) as an rcgen name in certificate order (C first).
+fn parse_simple_dn(s: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    for rdn in s.split(',').rev() {
+        let (kind, value) = rdn.split_once('=').unwrap_or_else(|| panic!("not a simple RFC 4514 name: {s}"));
+        let kind = match kind.trim() {
+            "CN" => DnType::CommonName,
+            "OU" => DnType::OrganizationalUnitName,
+            "O" => DnType::OrganizationName,
+            "C" => DnType::CountryName,
+            other => panic!("attribute {other} is not supported here"),
+        };
+        dn.push(kind, value);
+    }
+    dn
+}
+
+/// A self-signed client certificate that no CA vouches for (RFC 8705 §2.2,
+/// `self_signed_tls_client_auth`): `(certificate PEM, PKCS#8 key PEM, certificate DER)`. The key
+/// is ECDSA P-256, so `rcgen::KeyPair::from_pem(key).public_key_raw()` is the uncompressed point
+/// `04 || x || y` for building the matching public JWK.
+pub fn self_signed_client(cn: &str) -> (String, String, Vec<u8>) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["client.self-signed.test".to_string()]).unwrap();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+}
