@@ -34,7 +34,11 @@ pub struct Registrar {
     cache: Arc<ClientCache>,
     clock: Arc<dyn Clock>,
     rng: Arc<dyn Rng>,
+    on_change: Option<ChangeHook>,
 }
+
+/// Called after a client's record changed durably: how other nodes hear of it.
+pub type ChangeHook = Arc<dyn Fn(&ClientId) + Send + Sync>;
 
 fn store_error(e: StoreError) -> RegistrationError {
     match e {
@@ -75,7 +79,20 @@ impl Registrar {
         clock: Arc<dyn Clock>,
         rng: Arc<dyn Rng>,
     ) -> Registrar {
-        Registrar { settings, policy, anchors, clients, audit, cache, clock, rng }
+        Registrar { settings, policy, anchors, clients, audit, cache, clock, rng, on_change: None }
+    }
+
+    pub fn with_change_hook(mut self, hook: ChangeHook) -> Registrar {
+        self.on_change = Some(hook);
+        self
+    }
+
+    fn changed(&self, client: ClientRecord) {
+        let id = client.client_id.clone();
+        self.cache.put(client);
+        if let Some(hook) = &self.on_change {
+            hook(&id);
+        }
     }
 
     fn transport(&self, peer: &PeerCertificates, now: UnixTime) -> Result<CertFacts, RegistrationError> {
@@ -257,7 +274,7 @@ impl Registrar {
         }
         tracing::info!(client_id = %client.client_id, software_id = %client.software_id, org_id = %client.org_id, tier = %client.risk_tier, "client registered");
         let body = self.response(&client, Some(&registration_token));
-        self.cache.put(client);
+        self.changed(client);
         Ok(body)
     }
 
@@ -400,7 +417,7 @@ impl Registrar {
             Err(e) => return Err(store_error(e)),
         }
         let body = self.response(&updated, None);
-        self.cache.put(updated);
+        self.changed(updated);
         Ok(body)
     }
 
@@ -439,7 +456,7 @@ impl Registrar {
             },
         ];
         self.clients.update_client(&gone, &events).await.map_err(store_error)?;
-        self.cache.put(gone);
+        self.changed(gone);
         Ok(())
     }
 

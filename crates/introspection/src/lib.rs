@@ -10,4 +10,4 @@ pub mod http;
 pub mod service;
 
 pub use http::{configure, metadata};
-pub use service::{IntrospectionResult, Introspector};
+pub use service::{Fallback, IntrospectionResult, Introspector};

@@ -3,15 +3,17 @@
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
-use tessera_core::client::ScopeState;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tessera_core::client::{ClientStatus, ScopeState};
 use tessera_core::error::IntrospectionError;
 use tessera_core::keys::{AccessTokenVerifier, SignerSource};
 use tessera_core::{Clock, Issuer};
 use tessera_http::PeerCertificates;
-use tessera_store::{ClientCache, Revocations};
+use tessera_store::{ClientCache, ClientStore, Revocations, TokenStore};
 use tessera_token_endpoint::TokenService;
 use tessera_token_endpoint::auth::{Credentials, Form};
-use tessera_token_endpoint::inspect::{is_active, issued_by_us};
+use tessera_token_endpoint::inspect::{IssuedToken, is_active, issued_by_us};
 
 pub struct Introspector {
     issuer: Issuer,
@@ -23,6 +25,16 @@ pub struct Introspector {
     clock: Arc<dyn Clock>,
     /// The granted scope that entitles a client to introspect.
     entitlement_scope: String,
+    fallback: Option<Fallback>,
+}
+
+/// In a cluster, the caches are trusted only while change notices arrive. When they may have
+/// been missed (`live` false: Redis unreachable), revocation and client state are read from SQL,
+/// and if SQL cannot answer either, the answer is 503: a revoked token is never reported active.
+pub struct Fallback {
+    pub live: Arc<AtomicBool>,
+    pub tokens: Arc<dyn TokenStore>,
+    pub clients: Arc<dyn ClientStore>,
 }
 
 /// The RFC 7662 response, or its RFC 9701 signed form.
@@ -47,7 +59,24 @@ impl Introspector {
         clock: Arc<dyn Clock>,
         entitlement_scope: String,
     ) -> Introspector {
-        Introspector { issuer, auth, verifier, signer, clients, revocations, clock, entitlement_scope }
+        Introspector { issuer, auth, verifier, signer, clients, revocations, clock, entitlement_scope, fallback: None }
+    }
+
+    pub fn with_fallback(mut self, fallback: Fallback) -> Introspector {
+        self.fallback = Some(fallback);
+        self
+    }
+
+    /// State from SQL, for a node that may have missed notices.
+    async fn active_per_sql(&self, issued: &IssuedToken, now: tessera_core::UnixTime, fb: &Fallback) -> Result<bool, IntrospectionError> {
+        let unavailable = |e: tessera_store::StoreError| IntrospectionError::Unavailable { internal: format!("degraded check: {e}") };
+        if issued.exp <= now.0 || fb.tokens.is_revoked(&issued.jti).await.map_err(unavailable)? {
+            return Ok(false);
+        }
+        let Some(client) = fb.clients.get_client(&issued.client_id).await.map_err(unavailable)? else {
+            return Ok(false);
+        };
+        Ok(client.status == ClientStatus::Active && client.tokens_not_before.is_none_or(|nb| issued.iat >= nb.0))
     }
 
     /// `POST /introspect`.
@@ -77,8 +106,17 @@ impl Introspector {
         let _hint = form.get("token_type_hint").map_err(IntrospectionError::from)?;
 
         let mut body = Map::new();
-        match issued_by_us(token, self.verifier.as_ref(), &self.issuer) {
-            Some(issued) if is_active(&issued, &self.clients, &self.revocations, now) => {
+        let issued = issued_by_us(token, self.verifier.as_ref(), &self.issuer);
+        let active = match (&issued, &self.fallback) {
+            (None, _) => false,
+            (Some(t), Some(fb)) if !fb.live.load(Ordering::SeqCst) => {
+                // Caches may be stale: both the memory and SQL must agree the token is good.
+                is_active(t, &self.clients, &self.revocations, now) && self.active_per_sql(t, now, fb).await?
+            }
+            (Some(t), _) => is_active(t, &self.clients, &self.revocations, now),
+        };
+        match issued {
+            Some(issued) if active => {
                 body.insert("active".into(), json!(true));
                 for m in MEMBERS {
                     if let Some(v) = issued.claims.get(m) {

@@ -322,6 +322,7 @@ pub fn raw_config(manifest: &Manifest, issuer: &str, listen: &str) -> RawConfig 
         log: RawLog::default(),
         registration: dev_registration(manifest),
         introspection: Default::default(),
+        redis: None,
         token: crate::config::RawToken {
             default_audience: Some("https://api.tessera-dev.example".into()),
             resources: vec!["https://api.tessera-dev.example/payments".into()],

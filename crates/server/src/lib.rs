@@ -3,6 +3,7 @@
 //! the surface crates and `tessera-core`.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dev;
 pub mod fetch;

@@ -12,6 +12,8 @@ use crate::metrics::Metrics;
 
 pub struct Probes {
     pub store: Arc<dyn Health>,
+    /// Present in cluster mode.
+    pub redis: Option<Arc<dyn Health>>,
 }
 
 /// Registers the routes. `prefix` is the issuer's path ("" for an issuer without one); RFC 8414
@@ -51,17 +53,23 @@ async fn healthz() -> HttpResponse {
 async fn readyz(probes: web::Data<Probes>, keys: web::Data<KeyService>) -> HttpResponse {
     let database = probes.store.ping().await;
     let signing = keys.signer().active_kid().is_some();
+    let redis = match &probes.redis {
+        Some(r) => Some(r.ping().await.is_ok()),
+        None => None,
+    };
+    let ready = database.is_ok() && signing && redis != Some(false);
     let body = json!({
-        "status": if database.is_ok() && signing { "ready" } else { "not_ready" },
+        "status": if ready { "ready" } else { "not_ready" },
         "checks": {
             "database": if database.is_ok() { "ok" } else { "unreachable" },
             "signing_key": if signing { "ok" } else { "no active key" },
+            "redis": match redis { None => "not configured", Some(true) => "ok", Some(false) => "unreachable" },
         }
     });
     if let Err(e) = &database {
         tracing::warn!(error = %e, "readiness: database unreachable");
     }
-    if database.is_ok() && signing {
+    if ready {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

@@ -155,6 +155,20 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
         tessera_introspection::metadata(&config.issuer, alias),
     ])?;
 
+    // One-time ids: in process on a single node, in Redis for a cluster.
+    let redis = match &config.redis {
+        Some(r) => {
+            let shared = tessera_store_redis::RedisShared::connect(&r.url, &r.prefix).await?;
+            tracing::info!(prefix = %r.prefix, "cluster mode: Redis connected");
+            Some(shared)
+        }
+        None => None,
+    };
+    let replay: Arc<dyn tessera_store::ReplayGuard> = match &redis {
+        Some(r) => Arc::new(r.clone()),
+        None => Arc::new(tessera_store::MemoryStore::new()),
+    };
+
     // Clients live in memory for the hot paths; the store is the durable copy.
     if let Some(m) = &manifest {
         provision_dev_gateway(store.as_ref(), m, &config.introspection_scope, clock.now()).await?;
@@ -168,19 +182,18 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
     let anchors = surfaces::trust_anchors(&config)?;
     let client_store: Arc<dyn ClientStore> = store.clone();
     let audit: Arc<dyn AuditLog> = store.clone();
-    let registrar = web::Data::new(surfaces::registrar(
-        &config,
-        anchors.clone(),
-        client_store,
-        audit,
-        cache.clone(),
-        clock.clone(),
-        rng.clone(),
-    )?);
+    let mut registrar =
+        surfaces::registrar(&config, anchors.clone(), client_store, audit, cache.clone(), clock.clone(), rng.clone())?;
+    if let Some(r) = &redis {
+        let r = r.clone();
+        registrar = registrar.with_change_hook(Arc::new(move |id: &tessera_core::ClientId| {
+            crate::cluster::publish(&r, tessera_store_redis::Notice::ClientChanged { client_id: id.to_string() })
+        }));
+    }
+    let registrar = web::Data::new(registrar);
     tracing::info!(policy = %config.registration.policy_origin, directories = config.registration.directories.len(), "registration ready");
 
-    // Shared state of a single node: one-time ids in process (Redis shares them in a cluster).
-    let replay: Arc<dyn tessera_store::ReplayGuard> = Arc::new(tessera_store::MemoryStore::new());
+
     let audit_sink = tessera_store::AuditSink::start(store.clone());
     let usage = tessera_store::UsageRecorder::new(60);
     usage.clone().start_flusher(store.clone(), Duration::from_secs(10));
@@ -212,10 +225,14 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
             verifier: verifier.clone(),
             revocations: revocations.clone(),
             tokens: token_store.clone(),
-            on_revoke: None,
+            on_revoke: redis.clone().map(|r| -> tessera_token_endpoint::RevokeHook {
+                Arc::new(move |jti: &str, exp: tessera_core::UnixTime| {
+                    crate::cluster::publish(&r, tessera_store_redis::Notice::Revoked { jti: jti.to_owned(), exp: exp.0 })
+                })
+            }),
         }),
     );
-    let introspector = web::Data::new(tessera_introspection::Introspector::new(
+    let mut introspector = tessera_introspection::Introspector::new(
         config.issuer.clone(),
         token_service.clone(),
         verifier,
@@ -224,11 +241,30 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
         revocations.clone(),
         clock.clone(),
         config.introspection_scope.clone(),
-    ));
+    );
+    if let Some(r) = &redis {
+        let client_store: Arc<dyn ClientStore> = store.clone();
+        r.subscribe(Arc::new(crate::cluster::CacheUpdater {
+            clients: cache.clone(),
+            revocations: revocations.clone(),
+            client_store: client_store.clone(),
+            token_store: token_store.clone(),
+            clock: clock.clone(),
+        }));
+        introspector = introspector.with_fallback(tessera_introspection::Fallback {
+            live: r.live_flag(),
+            tokens: token_store.clone(),
+            clients: client_store,
+        });
+    }
+    let introspector = web::Data::new(introspector);
     let token_service = web::Data::from(token_service);
     spawn_revocation_purge(revocations.clone(), token_store, clock.clone());
     let health: Arc<dyn Health> = store.clone();
-    let probes = web::Data::new(Probes { store: health });
+    let probes = web::Data::new(Probes {
+        store: health,
+        redis: redis.clone().map(|r| -> Arc<dyn Health> { Arc::new(r) }),
+    });
     let prefix = issuer_path(&config);
 
     let app_prefix = prefix.clone();

@@ -60,6 +60,14 @@ impl TokenStore for DieselStore {
         Ok(rows.into_iter().map(|(j, e)| (j, UnixTime(e))).collect())
     }
 
+    async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        let jti = jti.to_owned();
+        let n: i64 = self
+            .run(move |conn| revoked_tokens::table.filter(revoked_tokens::jti.eq(&jti)).count().get_result(conn).map_err(db_error))
+            .await?;
+        Ok(n > 0)
+    }
+
     async fn purge_expired(&self, now: UnixTime) -> Result<u64, StoreError> {
         let n = self
             .run(move |conn| {

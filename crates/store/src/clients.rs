@@ -77,5 +77,8 @@ pub trait TokenStore: Send + Sync {
         audit: &[AuditEvent],
     ) -> Result<(), StoreError>;
     async fn revoked(&self, now: UnixTime) -> Result<Vec<(String, UnixTime)>, StoreError>;
+    /// Whether `jti` is recorded as revoked (the SQL check a node falls back to when it may have
+    /// missed change notices).
+    async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError>;
     async fn purge_expired(&self, now: UnixTime) -> Result<u64, StoreError>;
 }

@@ -246,6 +246,8 @@ pub async fn token_store<S: TokenStore + AuditLog>(store: &S) {
     listed.sort();
     assert_eq!(listed, vec![("jti-1".to_owned(), now.plus(300)), ("jti-2".to_owned(), now.plus(10))]);
     assert_eq!(AuditLog::read(store, 0, 10).await.unwrap().len(), 2, "each revocation is audited");
+    assert!(store.is_revoked("jti-1").await.unwrap());
+    assert!(!store.is_revoked("jti-9").await.unwrap());
     assert_eq!(store.revoked(now.plus(20)).await.unwrap().len(), 1, "an expired token needs no revocation entry");
     assert_eq!(store.purge_expired(now.plus(20)).await.unwrap(), 1);
     assert_eq!(store.revoked(now).await.unwrap(), vec![("jti-1".to_owned(), now.plus(300))]);

@@ -163,6 +163,10 @@ impl TokenStore for MemoryStore {
         Ok(lock(&self.revoked)?.iter().filter(|(_, exp)| **exp > now).map(|(j, e)| (j.clone(), *e)).collect())
     }
 
+    async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        Ok(lock(&self.revoked)?.contains_key(jti))
+    }
+
     async fn purge_expired(&self, now: UnixTime) -> Result<u64, StoreError> {
         let mut revoked = lock(&self.revoked)?;
         let before = revoked.len();

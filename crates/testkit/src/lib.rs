@@ -5,6 +5,7 @@
 pub mod pg;
 pub mod pki;
 pub mod process;
+pub mod redis;
 
 pub use pki::{Issued, TestPki};
 pub use process::{Tessera, https_client, init_crypto};

@@ -75,6 +75,16 @@ impl TestPki {
         self.issue(name, vec!["localhost".into(), "127.0.0.1".into()], dn, ExtendedKeyUsagePurpose::ServerAuth)
     }
 
+    /// A client certificate with subject `CN=<cn>,OU=<ou>,O=<org>` (the OU names the
+    /// organisation for Tessera's transport-certificate binding).
+    pub fn client_with_ou(&self, name: &str, cn: &str, ou: &str, org: &str) -> Issued {
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, org);
+        dn.push(DnType::OrganizationalUnitName, ou);
+        dn.push(DnType::CommonName, cn);
+        self.issue(name, vec![format!("{name}.clients.test")], dn, ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
     /// A client certificate with subject `CN=<cn>,O=<org>`.
     pub fn client(&self, name: &str, cn: &str, org: &str) -> Issued {
         let mut dn = DistinguishedName::new();
