@@ -277,3 +277,60 @@ async fn without_redis_a_revoked_token_is_never_reported_active() {
     until_active(&b, &x.gateway, &x.gateway_id, &tok_during, false, Duration::from_secs(5)).await;
     let _ = Path::new("/");
 }
+
+#[tokio::test]
+async fn postgres_outage_gives_503_and_recovers_without_restart() {
+    let pg = match tessera_testkit::pg::StoppablePg::start() {
+        Ok(pg) => pg,
+        Err(e) => {
+            if std::env::var_os("TESSERA_TEST_REQUIRE_PG").is_some() {
+                panic!("a private PostgreSQL is required for the outage test: {e}");
+            }
+            eprintln!("POSTGRES SUITE SKIPPED: outage test: {e}");
+            return;
+        }
+    };
+    let e = env(pg.url(), None);
+    // Fail fast while the database is away.
+    let text = std::fs::read_to_string(&e.config).unwrap().replace("[database]\n", "[database]\nconnect_timeout_secs = 1\n");
+    std::fs::write(&e.config, text).unwrap();
+    let a = e.node("a");
+    let fintech = e.pki.client_with_ou("fintech", "fintech-app", "org-fin", "Fintech Ltd");
+    let client = e.client(&fintech);
+    register(&a, &client, &e.ssa("fintech-app", "org-fin", &["AISP"]), "accounts:read").await;
+
+    pg.stop().unwrap();
+    let resp = client
+        .post(a.url("/register"))
+        .json(&json!({"software_statement": e.ssa("fintech-app", "org-fin", &["AISP"]), "scope": "accounts:read"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503, "registration with the database down");
+    assert_eq!(resp.headers().get("cache-control").unwrap(), "no-store");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    let plain = https_client(&e.ca, None);
+    let ready = plain.get(a.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    // Discovery and JWKS come from memory and keep working.
+    assert_eq!(plain.get(a.url("/jwks")).send().await.unwrap().status(), 200);
+
+    pg.resume().unwrap();
+    let start = Instant::now();
+    loop {
+        let resp = client
+            .post(a.url("/register"))
+            .json(&json!({"software_statement": e.ssa("fintech-app", "org-fin", &["AISP"]), "scope": "accounts:read"}))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 201 {
+            break;
+        }
+        assert_eq!(resp.status(), 503);
+        assert!(start.elapsed() < Duration::from_secs(20), "registration did not recover after the database returned");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(plain.get(a.url("/readyz")).send().await.unwrap().status(), 200);
+}
