@@ -223,6 +223,39 @@ impl ClientStore for DieselStore {
         found.map(|(row, scopes)| decode(row, scopes)).transpose()
     }
 
+    async fn changed_since(&self, since: UnixTime) -> Result<Vec<ClientRecord>, StoreError> {
+        let since = since.0;
+        let (rows, scopes) = self
+            .run(move |conn| {
+                transaction(conn, Tx::Read, |conn| {
+                    let rows = clients::table
+                        .select(ClientRow::as_select())
+                        .filter(clients::updated_at.ge(since))
+                        .load(conn)
+                        .map_err(db_error)?;
+                    let ids: Vec<String> = rows.iter().map(|r| r.client_id.clone()).collect();
+                    let scopes = client_scopes::table
+                        .select(ScopeRow::as_select())
+                        .filter(client_scopes::client_id.eq_any(ids))
+                        .load(conn)
+                        .map_err(db_error)?;
+                    Ok((rows, scopes))
+                })
+            })
+            .await?;
+        let mut by_client: HashMap<String, Vec<ScopeRow>> = HashMap::with_capacity(rows.len());
+        for scope in scopes {
+            by_client.entry(scope.client_id.clone()).or_default().push(scope);
+        }
+        rows.into_iter()
+            .map(|row| {
+                let mut scopes = by_client.remove(&row.client_id).unwrap_or_default();
+                scopes.sort_by_key(|s| s.position);
+                decode(row, scopes)
+            })
+            .collect()
+    }
+
     async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
         // Two queries whatever the number of clients (one per client would be 100,000 round
         // trips at bank scale), in one snapshot so that rows and scopes agree.

@@ -68,3 +68,11 @@ diesel::table! {
         hash -> Text,
     }
 }
+
+diesel::table! {
+    locks (name) {
+        name -> Text,
+        holder -> Text,
+        expires_at -> BigInt,
+    }
+}

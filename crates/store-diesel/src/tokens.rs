@@ -4,10 +4,10 @@ use async_trait::async_trait;
 use diesel::prelude::*;
 use tessera_core::audit::AuditEvent;
 use tessera_core::{ClientId, UnixTime};
-use tessera_store::{StoreError, TokenStore};
+use tessera_store::{LockStore, StoreError, TokenStore};
 
 use crate::audit::append_in_tx;
-use crate::schema::revoked_tokens;
+use crate::schema::{locks, revoked_tokens};
 use crate::{DieselStore, Tx, db_error, transaction};
 
 #[async_trait]
@@ -77,5 +77,47 @@ impl TokenStore for DieselStore {
             })
             .await?;
         Ok(n as u64)
+    }
+}
+
+#[async_trait]
+impl LockStore for DieselStore {
+    async fn try_lock(&self, name: &str, holder: &str, ttl_secs: i64, now: UnixTime) -> Result<bool, StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        let result = self
+            .run(move |conn| {
+                transaction(conn, Tx::Write, |conn| {
+                    let current: Option<(String, i64)> = locks::table
+                        .select((locks::holder, locks::expires_at))
+                        .filter(locks::name.eq(&name))
+                        .first(conn)
+                        .optional()
+                        .map_err(db_error)?;
+                    match current {
+                        Some((h, until)) if h != holder && until > now.0 => Ok(false),
+                        Some(_) => {
+                            diesel::update(locks::table.filter(locks::name.eq(&name)))
+                                .set((locks::holder.eq(&holder), locks::expires_at.eq(now.0 + ttl_secs)))
+                                .execute(conn)
+                                .map_err(db_error)?;
+                            Ok(true)
+                        }
+                        None => {
+                            diesel::insert_into(locks::table)
+                                .values((locks::name.eq(&name), locks::holder.eq(&holder), locks::expires_at.eq(now.0 + ttl_secs)))
+                                .execute(conn)
+                                .map_err(db_error)?;
+                            Ok(true)
+                        }
+                    }
+                })
+            })
+            .await;
+        match result {
+            // Two nodes inserting the first lease at once (PostgreSQL, READ COMMITTED): the
+            // unique key lets one win; the other simply does not hold it.
+            Err(StoreError::Conflict(_)) => Ok(false),
+            other => other,
+        }
     }
 }

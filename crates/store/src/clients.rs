@@ -25,6 +25,19 @@ pub trait ClientStore: Send + Sync {
     async fn get_client(&self, id: &ClientId) -> Result<Option<ClientRecord>, StoreError>;
     async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
     async fn touch_last_used(&self, uses: &[(ClientId, UnixTime)]) -> Result<(), StoreError>;
+    /// Clients whose `updated_at` is at or after `since` (how a node picks up changes made by
+    /// another process, e.g. the admin command line, without a restart).
+    async fn changed_since(&self, since: UnixTime) -> Result<Vec<ClientRecord>, StoreError>;
+}
+
+/// A named lease, so that one node at a time runs a job (the lifecycle sweeper).
+///
+/// Contract: `try_lock` returns true when `holder` now holds `name` until `now + ttl` — because
+/// nobody held it, the lease expired, or `holder` already held it (renewal) — and false while
+/// another holder's lease runs.
+#[async_trait]
+pub trait LockStore: Send + Sync {
+    async fn try_lock(&self, name: &str, holder: &str, ttl_secs: i64, now: UnixTime) -> Result<bool, StoreError>;
 }
 
 /// The append-only, hash-chained audit log.

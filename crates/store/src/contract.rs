@@ -12,7 +12,7 @@ use tessera_core::client::{ClientRecord, ClientStatus, ScopeGrant, ScopeState};
 use tessera_core::keys::SigningAlg;
 use tessera_core::{KeyId, UnixTime};
 
-use crate::{AuditLog, ClientStore, KeyStore, ReplayGuard, StoreError, StoredKey, TokenStore};
+use crate::{AuditLog, ClientStore, KeyStore, LockStore, ReplayGuard, StoreError, StoredKey, TokenStore};
 
 fn sample_key(kid: &str, activates_at: i64) -> StoredKey {
     StoredKey {
@@ -168,6 +168,12 @@ pub async fn client_store<S: ClientStore + AuditLog>(store: &S) {
         store.list_clients().await.unwrap().into_iter().map(|c| c.client_id.to_string()).collect();
     ids.sort();
     assert_eq!(ids, ["client-a", "client-c", "client-d"]);
+
+    // changed_since: only records updated at or after the time (client-a was updated at +100).
+    let changed: Vec<String> =
+        store.changed_since(UnixTime(1_700_000_050)).await.unwrap().into_iter().map(|c| c.client_id.to_string()).collect();
+    assert_eq!(changed, ["client-a"]);
+    assert_eq!(store.changed_since(UnixTime(1_700_000_000)).await.unwrap().len(), 3);
 }
 
 /// `AuditLog`: consecutive sequence, valid chain under concurrent appends, paging.
@@ -251,4 +257,15 @@ pub async fn token_store<S: TokenStore + AuditLog>(store: &S) {
     assert_eq!(store.revoked(now.plus(20)).await.unwrap().len(), 1, "an expired token needs no revocation entry");
     assert_eq!(store.purge_expired(now.plus(20)).await.unwrap(), 1);
     assert_eq!(store.revoked(now).await.unwrap(), vec![("jti-1".to_owned(), now.plus(300))]);
+}
+
+/// `LockStore`: one holder at a time, renewal, expiry.
+pub async fn lock_store<S: LockStore>(store: &S) {
+    let now = UnixTime(1_700_000_000);
+    assert!(store.try_lock("sweeper", "node-a", 60, now).await.unwrap());
+    assert!(!store.try_lock("sweeper", "node-b", 60, now.plus(10)).await.unwrap(), "held by node-a");
+    assert!(store.try_lock("sweeper", "node-a", 60, now.plus(30)).await.unwrap(), "renewal by the holder");
+    assert!(!store.try_lock("sweeper", "node-b", 60, now.plus(80)).await.unwrap(), "renewed until +90");
+    assert!(store.try_lock("sweeper", "node-b", 60, now.plus(91)).await.unwrap(), "expired lease is taken over");
+    assert!(store.try_lock("other", "node-a", 60, now).await.unwrap(), "locks are independent");
 }

@@ -17,7 +17,7 @@ pub mod contract;
 
 pub use batch::{AuditSink, UsageRecorder};
 pub use cache::{ClientCache, Revocations};
-pub use clients::{AuditLog, ClientStore, ReplayGuard, TokenStore};
+pub use clients::{AuditLog, ClientStore, LockStore, ReplayGuard, TokenStore};
 pub use error::StoreError;
 pub use keys::{KeyStore, StoredKey};
 pub use memory::MemoryStore;

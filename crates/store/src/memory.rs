@@ -9,7 +9,7 @@ use tessera_core::audit::{AuditEvent, AuditRecord, GENESIS_HASH, chain_hash};
 use tessera_core::client::ClientRecord;
 use tessera_core::{ClientId, UnixTime};
 
-use crate::{AuditLog, ClientStore, Health, KeyStore, ReplayGuard, StoreError, StoredKey, TokenStore};
+use crate::{AuditLog, ClientStore, Health, KeyStore, LockStore, ReplayGuard, StoreError, StoredKey, TokenStore};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -18,6 +18,7 @@ pub struct MemoryStore {
     audit: Mutex<Vec<AuditRecord>>,
     replay: Mutex<HashMap<(String, String), UnixTime>>,
     revoked: Mutex<HashMap<String, UnixTime>>,
+    locks: Mutex<HashMap<String, (String, UnixTime)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, StoreError> {
@@ -91,6 +92,10 @@ impl ClientStore for MemoryStore {
         Ok(lock(&self.clients)?.clone())
     }
 
+    async fn changed_since(&self, since: UnixTime) -> Result<Vec<ClientRecord>, StoreError> {
+        Ok(lock(&self.clients)?.iter().filter(|c| c.updated_at >= since).cloned().collect())
+    }
+
     async fn touch_last_used(&self, uses: &[(ClientId, UnixTime)]) -> Result<(), StoreError> {
         let mut clients = lock(&self.clients)?;
         for (id, at) in uses {
@@ -101,6 +106,20 @@ impl ClientStore for MemoryStore {
             }
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl LockStore for MemoryStore {
+    async fn try_lock(&self, name: &str, holder: &str, ttl_secs: i64, now: UnixTime) -> Result<bool, StoreError> {
+        let mut locks = lock(&self.locks)?;
+        match locks.get(name) {
+            Some((h, until)) if h != holder && *until > now => Ok(false),
+            _ => {
+                locks.insert(name.to_owned(), (holder.to_owned(), now.plus(ttl_secs)));
+                Ok(true)
+            }
+        }
     }
 }
 
@@ -193,5 +212,6 @@ mod tests {
         crate::contract::audit_log(std::sync::Arc::new(MemoryStore::new())).await;
         crate::contract::replay_guard(std::sync::Arc::new(MemoryStore::new())).await;
         crate::contract::token_store(&MemoryStore::new()).await;
+        crate::contract::lock_store(&MemoryStore::new()).await;
     }
 }

@@ -63,6 +63,7 @@ async fn postgres_meets_the_client_and_audit_contracts() {
     tessera_store::contract::audit_log(Arc::new(connect(pg.url()).await)).await;
     let Some(pg) = TestPg::new() else { return };
     tessera_store::contract::token_store(&connect(pg.url()).await).await;
+    tessera_store::contract::lock_store(&connect(pg.url()).await).await;
 }
 
 #[tokio::test]

@@ -136,6 +136,7 @@ async fn sqlite_file_meets_the_client_and_audit_contracts() {
     tessera_store::contract::audit_log(Arc::new(connect(&file_url(&dir).0).await)).await;
     let dir = tempfile::tempdir().unwrap();
     tessera_store::contract::token_store(&connect(&file_url(&dir).0).await).await;
+    tessera_store::contract::lock_store(&connect(&file_url(&dir).0).await).await;
 }
 
 #[tokio::test]

@@ -1,0 +1,2 @@
+DROP TABLE locks;
+DROP INDEX clients_updated_at;
