@@ -32,6 +32,27 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Client inventory and lifecycle: list, show, suspend, resume, offboard, extend.
+    Clients {
+        #[command(subcommand)]
+        command: crate::admin_cli::ClientsCommand,
+    },
+    /// The human tier of the onboarding policy: scopes waiting for a decision.
+    Review {
+        #[command(subcommand)]
+        command: crate::admin_cli::ReviewCommand,
+    },
+    Inventory {
+        #[command(subcommand)]
+        command: crate::admin_cli::InventoryCommand,
+    },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: crate::admin_cli::AuditCommand,
+    },
+    /// Apply the automatic lifecycle rules once (dormancy, expiry).
+    Sweep(crate::admin_cli::SweepArgs),
     /// Dev mode helpers.
     Dev {
         #[command(subcommand)]
@@ -158,6 +179,11 @@ pub fn main() -> ExitCode {
         },
         Command::Keys { command } => runtime.block_on(keys_command(command)),
         Command::Dev { command } => dev_command(command),
+        Command::Clients { command } => runtime.block_on(crate::admin_cli::clients(command)),
+        Command::Review { command } => runtime.block_on(crate::admin_cli::review(command)),
+        Command::Inventory { command } => runtime.block_on(crate::admin_cli::inventory(command)),
+        Command::Audit { command } => runtime.block_on(crate::admin_cli::audit(command)),
+        Command::Sweep(args) => runtime.block_on(crate::admin_cli::sweep(args)),
     }
 }
 

@@ -323,6 +323,11 @@ pub fn raw_config(manifest: &Manifest, issuer: &str, listen: &str) -> RawConfig 
         registration: dev_registration(manifest),
         introspection: Default::default(),
         redis: None,
+        admin: crate::config::RawAdmin {
+            subjects: vec![manifest.admin.subject.clone()],
+            client_ca_files: vec![manifest.ca.cert.clone()],
+        },
+        lifecycle: Default::default(),
         token: crate::config::RawToken {
             default_audience: Some("https://api.tessera-dev.example".into()),
             resources: vec!["https://api.tessera-dev.example/payments".into()],

@@ -2,6 +2,7 @@
 //! surfaces wired together, and the admin command line. Thin by design: protocol logic lives in
 //! the surface crates and `tessera-core`.
 
+pub mod admin_cli;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -69,11 +69,7 @@ async fn readyz(probes: web::Data<Probes>, keys: web::Data<KeyService>) -> HttpR
     if let Err(e) = &database {
         tracing::warn!(error = %e, "readiness: database unreachable");
     }
-    if ready {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
 async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {

@@ -193,7 +193,6 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
     let registrar = web::Data::new(registrar);
     tracing::info!(policy = %config.registration.policy_origin, directories = config.registration.directories.len(), "registration ready");
 
-
     let audit_sink = tessera_store::AuditSink::start(store.clone());
     let usage = tessera_store::UsageRecorder::new(60);
     usage.clone().start_flusher(store.clone(), Duration::from_secs(10));
@@ -227,7 +226,10 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
             tokens: token_store.clone(),
             on_revoke: redis.clone().map(|r| -> tessera_token_endpoint::RevokeHook {
                 Arc::new(move |jti: &str, exp: tessera_core::UnixTime| {
-                    crate::cluster::publish(&r, tessera_store_redis::Notice::Revoked { jti: jti.to_owned(), exp: exp.0 })
+                    crate::cluster::publish(
+                        &r,
+                        tessera_store_redis::Notice::Revoked { jti: jti.to_owned(), exp: exp.0 },
+                    )
                 })
             }),
         }),
@@ -258,13 +260,36 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
         });
     }
     let introspector = web::Data::new(introspector);
+
+    // Lifecycle governance: the admin API, the sweeper (one node at a time) and the poller that
+    // applies changes made by other processes (the admin command line) within a second.
+    let admin_store: Arc<dyn ClientStore> = store.clone();
+    let admin_audit: Arc<dyn AuditLog> = store.clone();
+    let change_hook: Option<tessera_admin::service::ChangeHook> =
+        redis.clone().map(|r| -> tessera_admin::service::ChangeHook {
+            Arc::new(move |id: &tessera_core::ClientId| {
+                crate::cluster::publish(&r, tessera_store_redis::Notice::ClientChanged { client_id: id.to_string() })
+            })
+        });
+    let admin = Arc::new(
+        tessera_admin::Admin::new(admin_store.clone(), admin_audit, clock.clone(), config.lifecycle.clone())
+            .with_cache(cache.clone(), change_hook),
+    );
+    let admin_auth = web::Data::new(tessera_admin::AdminAuth {
+        anchors: tessera_http::mtls::TrustAnchors::from_ders(&config.admin_cas)
+            .map_err(|e| crate::surfaces::SurfaceError::Registration(e.to_string()))?,
+        subjects: config.admin_subjects.clone(),
+        clock: clock.clone(),
+    });
+    let node_id = rng.token(9).map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?;
+    spawn_sweeper(admin.clone(), store.clone(), clock.clone(), node_id, config.sweep_interval_secs);
+    spawn_change_poller(admin_store, cache.clone(), clock.clone());
+    let admin = web::Data::from(admin);
     let token_service = web::Data::from(token_service);
     spawn_revocation_purge(revocations.clone(), token_store, clock.clone());
     let health: Arc<dyn Health> = store.clone();
-    let probes = web::Data::new(Probes {
-        store: health,
-        redis: redis.clone().map(|r| -> Arc<dyn Health> { Arc::new(r) }),
-    });
+    let probes =
+        web::Data::new(Probes { store: health, redis: redis.clone().map(|r| -> Arc<dyn Health> { Arc::new(r) }) });
     let prefix = issuer_path(&config);
 
     let app_prefix = prefix.clone();
@@ -276,13 +301,16 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
             .app_data(registrar.clone())
             .app_data(token_service.clone())
             .app_data(introspector.clone())
+            .app_data(admin.clone())
+            .app_data(admin_auth.clone())
             .wrap(from_fn(metrics::track))
             .configure(|cfg| routes::configure(cfg, &app_prefix))
             .service(
                 web::scope(&app_prefix)
                     .configure(tessera_client_registration::configure)
                     .configure(tessera_token_endpoint::configure)
-                    .configure(tessera_introspection::configure),
+                    .configure(tessera_introspection::configure)
+                    .configure(tessera_admin::configure),
             )
     })
     .on_connect(tessera_http::capture_peer_certificates)
@@ -302,6 +330,57 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
     server.await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The lifecycle sweeper: every node tries, the lease lets one act.
+fn spawn_sweeper(
+    admin: Arc<tessera_admin::Admin>,
+    locks: Arc<DieselStore>,
+    clock: Arc<dyn Clock>,
+    node: String,
+    every: u64,
+) {
+    actix_web::rt::spawn(async move {
+        loop {
+            actix_web::rt::time::sleep(Duration::from_secs(every)).await;
+            let now = clock.now();
+            match tessera_store::LockStore::try_lock(locks.as_ref(), "lifecycle-sweeper", &node, every as i64 * 2, now)
+                .await
+            {
+                Ok(true) => match admin.sweep(now).await {
+                    Ok(actions) if !actions.is_empty() => {
+                        tracing::info!(actions = actions.len(), "lifecycle sweep done")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "lifecycle sweep failed; will retry"),
+                },
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "sweeper lease unavailable; will retry"),
+            }
+        }
+    });
+}
+
+/// Changes written by another process (`tessera clients suspend` against the database) reach
+/// this node's cache within a second, with or without Redis.
+fn spawn_change_poller(store: Arc<dyn ClientStore>, cache: Arc<ClientCache>, clock: Arc<dyn Clock>) {
+    actix_web::rt::spawn(async move {
+        let mut since = clock.now();
+        loop {
+            actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+            let now = clock.now();
+            // Seconds are coarse: look back a little, re-applying a change is harmless.
+            match store.changed_since(since.minus(2)).await {
+                Ok(changed) => {
+                    for c in changed {
+                        cache.put(c);
+                    }
+                    since = now;
+                }
+                Err(e) => tracing::debug!(error = %e, "polling for client changes failed; will retry"),
+            }
+        }
+    });
 }
 
 /// Revocation entries outlive nothing: once the token has expired, it is inactive anyway.
