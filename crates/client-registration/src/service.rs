@@ -10,6 +10,7 @@ use tessera_core::audit::{AuditEvent, AuditKind};
 use tessera_core::cert::CertFacts;
 use tessera_core::client::{ClientRecord, ClientStatus, ScopeGrant, ScopeState};
 use tessera_core::error::RegistrationError;
+use tessera_core::keys::AccessTokenVerifier;
 use tessera_core::{ClientId, Clock, Rng, UnixTime};
 use tessera_http::PeerCertificates;
 use tessera_http::mtls::TrustAnchors;
@@ -17,7 +18,7 @@ use tessera_store::{AuditLog, ClientCache, ClientStore, StoreError};
 
 use crate::metadata::{self, Validated, check_binding};
 use crate::policy::{OnboardingPolicy, PolicyInput};
-use crate::settings::RegistrationSettings;
+use crate::settings::{Profile, RegistrationSettings};
 use crate::ssa::{self, SoftwareStatement};
 
 /// Bytes of entropy in a registration access token (FAPI2 5.4.1-4 asks for 128 bits at least).
@@ -35,6 +36,8 @@ pub struct Registrar {
     clock: Arc<dyn Clock>,
     rng: Arc<dyn Rng>,
     on_change: Option<ChangeHook>,
+    /// UK profile: management is authorised by the client's own access token.
+    access_tokens: Option<Arc<dyn AccessTokenVerifier>>,
 }
 
 /// Called after a client's record changed durably: how other nodes hear of it.
@@ -79,7 +82,13 @@ impl Registrar {
         clock: Arc<dyn Clock>,
         rng: Arc<dyn Rng>,
     ) -> Registrar {
-        Registrar { settings, policy, anchors, clients, audit, cache, clock, rng, on_change: None }
+        Registrar { settings, policy, anchors, clients, audit, cache, clock, rng, on_change: None, access_tokens: None }
+    }
+
+    /// UK profile: verifies the access tokens that authorise registration management.
+    pub fn with_access_token_verifier(mut self, verifier: Arc<dyn AccessTokenVerifier>) -> Registrar {
+        self.access_tokens = Some(verifier);
+        self
     }
 
     pub fn with_change_hook(mut self, hook: ChangeHook) -> Registrar {
@@ -194,14 +203,20 @@ impl Registrar {
     pub async fn register(&self, body: &[u8], peer: &PeerCertificates) -> Result<Value, RegistrationError> {
         let now = self.clock.now();
         let cert = self.transport(peer, now)?;
-        let request = parse_json_object(body)?;
-        let raw_ssa = request.get("software_statement").and_then(Value::as_str).ok_or_else(|| {
-            RegistrationError::InvalidSoftwareStatement(
-                "a software_statement signed by a trusted directory is required".into(),
-            )
-        })?;
         let actor = cert.subject.to_string();
-        let result = self.register_checked(&request, raw_ssa, &cert, now).await;
+        let result = match &self.settings.profile {
+            // A body that is not JSON at all is refused before anything is decided.
+            Profile::Rfc7591 => {
+                let request = parse_json_object(body)?;
+                self.register_json(&request, &cert, now).await
+            }
+            Profile::UkOpenBanking { audiences } => match self.uk_request(body, audiences, now).await {
+                Ok((request, ssa_claims)) => {
+                    self.register_json(&request, &cert, now).await.map(|body| uk_response(body, &request, &ssa_claims))
+                }
+                Err(e) => Err(e),
+            },
+        };
         if let Err(e) = &result {
             // A refused registration by an authenticated caller is a decision the bank keeps.
             if !matches!(e, RegistrationError::Unavailable { .. } | RegistrationError::Internal { .. }) {
@@ -211,6 +226,125 @@ impl Registrar {
             }
         }
         result
+    }
+
+    async fn register_json(&self, request: &Map<String, Value>, cert: &CertFacts, now: UnixTime) -> Result<Value, RegistrationError> {
+        let raw_ssa = request.get("software_statement").and_then(Value::as_str).ok_or_else(|| {
+            RegistrationError::InvalidSoftwareStatement("a software_statement signed by a trusted directory is required".into())
+        })?;
+        self.register_checked(request, raw_ssa, cert, now).await
+    }
+
+    /// UK Open Banking DCR v3.3: the body is a JWS by the software's own key, found through the
+    /// statement (its `software_jwks_endpoint`, fetched over TLS, or a `software_jwks` JWKS).
+    /// Returns the request claims and the statement's claims.
+    async fn uk_request(
+        &self,
+        body: &[u8],
+        audiences: &[String],
+        now: UnixTime,
+    ) -> Result<(Map<String, Value>, Map<String, Value>), RegistrationError> {
+        let bad = RegistrationError::InvalidClientMetadata;
+        let jwt = std::str::from_utf8(body).map_err(|_| bad("the registration request is not text".into()))?.trim();
+        let mut parts = jwt.split('.');
+        let (Some(h), Some(p), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(bad("the registration request must be a signed JWT (JWS compact serialization)".into()));
+        };
+        let header: Map<String, Value> = URL_SAFE_NO_PAD
+            .decode(h)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| bad("the registration request header is not base64url JSON".into()))?;
+        let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
+        // UK DCR v3.3 with FAPI: PS256 or ES256; never RS256 or none.
+        if !matches!(alg, "PS256" | "ES256") {
+            return Err(bad(format!("the registration request is signed with {alg:?}; use PS256 or ES256")));
+        }
+        let unverified: Map<String, Value> = URL_SAFE_NO_PAD
+            .decode(p)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| bad("the registration request payload is not base64url JSON".into()))?;
+        let raw_ssa = unverified.get("software_statement").and_then(Value::as_str).ok_or_else(|| {
+            RegistrationError::InvalidSoftwareStatement("the registration request must carry a software_statement".into())
+        })?;
+        let ssa = ssa::verify(raw_ssa, &self.settings, now).await?;
+        let keys = self.software_keys(&ssa).await?;
+        let verified = tessera_jose::verify_with_jwks(jwt, &keys, None)
+            .map_err(|e| bad(format!("the registration request signature does not verify with the software's keys: {e}")))?;
+        let claims = verified.claims;
+        match claims.get("iss").and_then(Value::as_str) {
+            Some(iss) if iss == ssa.software_id => {}
+            Some("") | None => return Err(bad("the registration request has no iss; it must be the software_id".into())),
+            Some(iss) if iss.len() > 22 => return Err(bad(format!("iss {iss:?} is longer than 22 characters"))),
+            Some(iss) => return Err(bad(format!("iss {iss:?} is not the statement's software_id {:?}", ssa.software_id))),
+        }
+        let accepted: Vec<&str> =
+            if audiences.is_empty() { vec![self.settings.issuer.as_str()] } else { audiences.iter().map(String::as_str).collect() };
+        let aud_ok = match claims.get("aud") {
+            Some(Value::String(a)) => accepted.contains(&a.as_str()),
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).any(|x| accepted.contains(&x)),
+            _ => false,
+        };
+        if !aud_ok {
+            return Err(bad(format!("the registration request aud must be one of {accepted:?}")));
+        }
+        let exp = claims.get("exp").and_then(Value::as_i64).ok_or_else(|| bad("the registration request has no exp".into()))?;
+        if exp <= now.0 {
+            return Err(bad("the registration request has expired (exp)".into()));
+        }
+        let iat = claims.get("iat").and_then(Value::as_i64).ok_or_else(|| bad("the registration request has no iat".into()))?;
+        if iat > now.0 + ssa::MAX_FUTURE_SKEW_SECS {
+            return Err(bad("the registration request iat is in the future".into()));
+        }
+        if claims.get("jti").and_then(Value::as_str).is_none_or(str::is_empty) {
+            return Err(bad("the registration request has no jti".into()));
+        }
+        if let Some(id) = claims.get("software_id").and_then(Value::as_str)
+            && id != ssa.software_id
+        {
+            return Err(bad("software_id differs from the statement's".into()));
+        }
+        Ok((claims, ssa.claims))
+    }
+
+    async fn software_keys(&self, ssa: &SoftwareStatement) -> Result<Vec<tessera_jose::Jwk>, RegistrationError> {
+        if let Some(url) = ssa.claims.get("software_jwks_endpoint").and_then(Value::as_str) {
+            let fetcher = self
+                .settings
+                .software_jwks
+                .as_ref()
+                .ok_or_else(|| RegistrationError::Internal { internal: "UK profile without a software JWKS fetcher".into() })?;
+            return fetcher.fetch(url).await.map_err(|e| {
+                RegistrationError::InvalidSoftwareStatement(format!("the software's JWKS ({url}) could not be fetched: {e}"))
+            });
+        }
+        if let Some(jwks) = ssa.claims.get("software_jwks") {
+            let keys = jwks
+                .get("keys")
+                .and_then(Value::as_array)
+                .ok_or_else(|| RegistrationError::InvalidSoftwareStatement("software_jwks must be a JWKS object".into()))?;
+            return Ok(keys
+                .iter()
+                .filter_map(|k| k.as_object().and_then(|m| tessera_jose::Jwk::from_map(m.clone()).ok()))
+                .collect());
+        }
+        Err(RegistrationError::InvalidSoftwareStatement(
+            "the statement names no software keys (software_jwks_endpoint or software_jwks)".into(),
+        ))
+    }
+
+    fn access_token_authorises(&self, token: &str, client: &ClientRecord, cert: &CertFacts, now: UnixTime) -> bool {
+        let Some(verifier) = &self.access_tokens else { return false };
+        let Some(claims) = verifier.verify(token, "at+jwt") else { return false };
+        let s = |k: &str| claims.get(k).and_then(Value::as_str);
+        let n = |k: &str| claims.get(k).and_then(Value::as_i64);
+        s("iss") == Some(self.settings.issuer.as_str())
+            && s("client_id") == Some(client.client_id.as_str())
+            && n("exp").is_some_and(|e| e > now.0)
+            && n("iat").is_some_and(|iat| client.tokens_not_before.is_none_or(|nb| iat >= nb.0))
+            && client.status == ClientStatus::Active
+            && claims.get("cnf").and_then(|c| c.get("x5t#S256")).and_then(Value::as_str) == Some(cert.x5t_s256.as_str())
     }
 
     async fn register_checked(
@@ -301,7 +435,16 @@ impl Registrar {
         })?;
         let client =
             self.clients.get_client(&ClientId::new(client_id)).await.map_err(store_error)?.ok_or_else(unknown)?;
-        if client.status == ClientStatus::Offboarded || !same(&token_hash(bearer), &client.registration_token_hash) {
+        if client.status == ClientStatus::Offboarded {
+            return Err(unknown());
+        }
+        let authorised = match &self.settings.profile {
+            Profile::Rfc7591 => same(&token_hash(bearer), &client.registration_token_hash),
+            // UK DCR: an access token the client obtained with client_credentials, bound to the
+            // certificate of this request.
+            Profile::UkOpenBanking { .. } => self.access_token_authorises(bearer, &client, &cert, now),
+        };
+        if !authorised {
             return Err(unknown());
         }
         check_binding(self.settings.transport_binding, &cert, &client.org_id, &client.software_id)
@@ -332,7 +475,15 @@ impl Registrar {
     ) -> Result<Value, RegistrationError> {
         let now = self.clock.now();
         let (current, cert) = self.authorize_management(client_id, bearer, peer, now).await?;
-        let request = parse_json_object(body)?;
+        let request = match &self.settings.profile {
+            Profile::Rfc7591 => parse_json_object(body)?,
+            Profile::UkOpenBanking { audiences } => {
+                let (mut claims, _) = self.uk_request(body, audiences, now).await?;
+                // The UK update names the client by the URL; the body may omit client_id.
+                claims.entry("client_id").or_insert_with(|| json!(client_id));
+                claims
+            }
+        };
         match request.get("client_id").and_then(Value::as_str) {
             Some(id) if id == client_id => {}
             Some(_) => {
@@ -549,4 +700,24 @@ fn registration_events<'a>(
         });
     }
     events
+}
+
+/// UK DCR v3.3: the response repeats the request claims and flattens the statement's claims to
+/// the top level; the registered values win where they overlap.
+fn uk_response(body: Value, request: &Map<String, Value>, ssa_claims: &Map<String, Value>) -> Value {
+    let mut out = Map::new();
+    for (k, v) in ssa_claims {
+        if !matches!(k.as_str(), "iss" | "iat" | "exp" | "jti") {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    for (k, v) in request {
+        out.insert(k.clone(), v.clone());
+    }
+    if let Value::Object(registered) = body {
+        for (k, v) in registered {
+            out.insert(k, v);
+        }
+    }
+    Value::Object(out)
 }

@@ -183,7 +183,8 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
     let client_store: Arc<dyn ClientStore> = store.clone();
     let audit: Arc<dyn AuditLog> = store.clone();
     let mut registrar =
-        surfaces::registrar(&config, anchors.clone(), client_store, audit, cache.clone(), clock.clone(), rng.clone())?;
+        surfaces::registrar(&config, anchors.clone(), client_store, audit, cache.clone(), clock.clone(), rng.clone())?
+            .with_access_token_verifier(keys.clone());
     if let Some(r) = &redis {
         let r = r.clone();
         registrar = registrar.with_change_hook(Arc::new(move |id: &tessera_core::ClientId| {

@@ -659,12 +659,13 @@ async fn each_failure_has_its_error_code() {
     )
     .await;
     assert_error(&r, 400, "invalid_request", "parameters only in the query string");
-    // RFC 6749 §3.2: POST only.
+    // RFC 6749 §3.2: POST only; RFC 9110 §15.5.6: a 405 names the allowed methods.
     let r = send(http.get(format!("{url}?grant_type=client_credentials&client_id={id}"))).await;
-    assert_eq!(r.status, 405, "{r:?}");
-    assert!(r.body.get("access_token").is_none());
+    assert_error(&r, 405, "invalid_request", "GET");
+    assert_eq!(r.header("allow"), Some("POST"), "{r:?}");
     let r = send(http.put(&url).form(&[cc, cid])).await;
-    assert_eq!(r.status, 405, "{r:?}");
+    assert_error(&r, 405, "invalid_request", "PUT");
+    assert_eq!(r.header("allow"), Some("POST"), "{r:?}");
 }
 
 #[tokio::test]
