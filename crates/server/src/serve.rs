@@ -182,6 +182,11 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
     let anchors = surfaces::trust_anchors(&config)?;
     let client_store: Arc<dyn ClientStore> = store.clone();
     let audit: Arc<dyn AuditLog> = store.clone();
+    let key_store: Arc<dyn KeyStore> = store.clone();
+    let keys =
+        KeyService::start(key_store, config.kek.clone(), clock.clone(), config.rotation, config.signing_alg, metadata)
+            .await?;
+    keys.clone().spawn_refresher(Duration::from_secs(config.key_reload_interval_secs));
     let mut registrar =
         surfaces::registrar(&config, anchors.clone(), client_store, audit, cache.clone(), clock.clone(), rng.clone())?
             .with_access_token_verifier(keys.clone());
@@ -197,11 +202,6 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
     let audit_sink = tessera_store::AuditSink::start(store.clone());
     let usage = tessera_store::UsageRecorder::new(60);
     usage.clone().start_flusher(store.clone(), Duration::from_secs(10));
-    let key_store: Arc<dyn KeyStore> = store.clone();
-    let keys =
-        KeyService::start(key_store, config.kek.clone(), clock.clone(), config.rotation, config.signing_alg, metadata)
-            .await?;
-    keys.clone().spawn_refresher(Duration::from_secs(config.key_reload_interval_secs));
 
     let main_tls = tls::server_config(config.tls_chain.clone(), config.tls_key.clone_key(), false)?;
     let metrics = web::Data::new(Metrics::new());
