@@ -228,9 +228,16 @@ impl Registrar {
         result
     }
 
-    async fn register_json(&self, request: &Map<String, Value>, cert: &CertFacts, now: UnixTime) -> Result<Value, RegistrationError> {
+    async fn register_json(
+        &self,
+        request: &Map<String, Value>,
+        cert: &CertFacts,
+        now: UnixTime,
+    ) -> Result<Value, RegistrationError> {
         let raw_ssa = request.get("software_statement").and_then(Value::as_str).ok_or_else(|| {
-            RegistrationError::InvalidSoftwareStatement("a software_statement signed by a trusted directory is required".into())
+            RegistrationError::InvalidSoftwareStatement(
+                "a software_statement signed by a trusted directory is required".into(),
+            )
         })?;
         self.register_checked(request, raw_ssa, cert, now).await
     }
@@ -250,11 +257,12 @@ impl Registrar {
         let (Some(h), Some(p), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(bad("the registration request must be a signed JWT (JWS compact serialization)".into()));
         };
-        let header: Map<String, Value> = URL_SAFE_NO_PAD
-            .decode(h)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| bad("the registration request header is not base64url JSON".into()))?;
+        let header: Map<String, Value> =
+            URL_SAFE_NO_PAD
+                .decode(h)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .ok_or_else(|| bad("the registration request header is not base64url JSON".into()))?;
         let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
         // UK DCR v3.3 with FAPI: PS256 or ES256; never RS256 or none.
         if !matches!(alg, "PS256" | "ES256") {
@@ -266,21 +274,31 @@ impl Registrar {
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| bad("the registration request payload is not base64url JSON".into()))?;
         let raw_ssa = unverified.get("software_statement").and_then(Value::as_str).ok_or_else(|| {
-            RegistrationError::InvalidSoftwareStatement("the registration request must carry a software_statement".into())
+            RegistrationError::InvalidSoftwareStatement(
+                "the registration request must carry a software_statement".into(),
+            )
         })?;
         let ssa = ssa::verify(raw_ssa, &self.settings, now).await?;
         let keys = self.software_keys(&ssa).await?;
-        let verified = tessera_jose::verify_with_jwks(jwt, &keys, None)
-            .map_err(|e| bad(format!("the registration request signature does not verify with the software's keys: {e}")))?;
+        let verified = tessera_jose::verify_with_jwks(jwt, &keys, None).map_err(|e| {
+            bad(format!("the registration request signature does not verify with the software's keys: {e}"))
+        })?;
         let claims = verified.claims;
         match claims.get("iss").and_then(Value::as_str) {
             Some(iss) if iss == ssa.software_id => {}
-            Some("") | None => return Err(bad("the registration request has no iss; it must be the software_id".into())),
+            Some("") | None => {
+                return Err(bad("the registration request has no iss; it must be the software_id".into()));
+            }
             Some(iss) if iss.len() > 22 => return Err(bad(format!("iss {iss:?} is longer than 22 characters"))),
-            Some(iss) => return Err(bad(format!("iss {iss:?} is not the statement's software_id {:?}", ssa.software_id))),
+            Some(iss) => {
+                return Err(bad(format!("iss {iss:?} is not the statement's software_id {:?}", ssa.software_id)));
+            }
         }
-        let accepted: Vec<&str> =
-            if audiences.is_empty() { vec![self.settings.issuer.as_str()] } else { audiences.iter().map(String::as_str).collect() };
+        let accepted: Vec<&str> = if audiences.is_empty() {
+            vec![self.settings.issuer.as_str()]
+        } else {
+            audiences.iter().map(String::as_str).collect()
+        };
         let aud_ok = match claims.get("aud") {
             Some(Value::String(a)) => accepted.contains(&a.as_str()),
             Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).any(|x| accepted.contains(&x)),
@@ -289,11 +307,17 @@ impl Registrar {
         if !aud_ok {
             return Err(bad(format!("the registration request aud must be one of {accepted:?}")));
         }
-        let exp = claims.get("exp").and_then(Value::as_i64).ok_or_else(|| bad("the registration request has no exp".into()))?;
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| bad("the registration request has no exp".into()))?;
         if exp <= now.0 {
             return Err(bad("the registration request has expired (exp)".into()));
         }
-        let iat = claims.get("iat").and_then(Value::as_i64).ok_or_else(|| bad("the registration request has no iat".into()))?;
+        let iat = claims
+            .get("iat")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| bad("the registration request has no iat".into()))?;
         if iat > now.0 + ssa::MAX_FUTURE_SKEW_SECS {
             return Err(bad("the registration request iat is in the future".into()));
         }
@@ -310,20 +334,19 @@ impl Registrar {
 
     async fn software_keys(&self, ssa: &SoftwareStatement) -> Result<Vec<tessera_jose::Jwk>, RegistrationError> {
         if let Some(url) = ssa.claims.get("software_jwks_endpoint").and_then(Value::as_str) {
-            let fetcher = self
-                .settings
-                .software_jwks
-                .as_ref()
-                .ok_or_else(|| RegistrationError::Internal { internal: "UK profile without a software JWKS fetcher".into() })?;
+            let fetcher = self.settings.software_jwks.as_ref().ok_or_else(|| RegistrationError::Internal {
+                internal: "UK profile without a software JWKS fetcher".into(),
+            })?;
             return fetcher.fetch(url).await.map_err(|e| {
-                RegistrationError::InvalidSoftwareStatement(format!("the software's JWKS ({url}) could not be fetched: {e}"))
+                RegistrationError::InvalidSoftwareStatement(format!(
+                    "the software's JWKS ({url}) could not be fetched: {e}"
+                ))
             });
         }
         if let Some(jwks) = ssa.claims.get("software_jwks") {
-            let keys = jwks
-                .get("keys")
-                .and_then(Value::as_array)
-                .ok_or_else(|| RegistrationError::InvalidSoftwareStatement("software_jwks must be a JWKS object".into()))?;
+            let keys = jwks.get("keys").and_then(Value::as_array).ok_or_else(|| {
+                RegistrationError::InvalidSoftwareStatement("software_jwks must be a JWKS object".into())
+            })?;
             return Ok(keys
                 .iter()
                 .filter_map(|k| k.as_object().and_then(|m| tessera_jose::Jwk::from_map(m.clone()).ok()))

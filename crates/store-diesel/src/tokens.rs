@@ -63,7 +63,9 @@ impl TokenStore for DieselStore {
     async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError> {
         let jti = jti.to_owned();
         let n: i64 = self
-            .run(move |conn| revoked_tokens::table.filter(revoked_tokens::jti.eq(&jti)).count().get_result(conn).map_err(db_error))
+            .run(move |conn| {
+                revoked_tokens::table.filter(revoked_tokens::jti.eq(&jti)).count().get_result(conn).map_err(db_error)
+            })
             .await?;
         Ok(n > 0)
     }
@@ -104,7 +106,11 @@ impl LockStore for DieselStore {
                         }
                         None => {
                             diesel::insert_into(locks::table)
-                                .values((locks::name.eq(&name), locks::holder.eq(&holder), locks::expires_at.eq(now.0 + ttl_secs)))
+                                .values((
+                                    locks::name.eq(&name),
+                                    locks::holder.eq(&holder),
+                                    locks::expires_at.eq(now.0 + ttl_secs),
+                                ))
                                 .execute(conn)
                                 .map_err(db_error)?;
                             Ok(true)

@@ -62,10 +62,11 @@ impl RedisShared {
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(2);
-        let manager = tokio::time::timeout(Duration::from_secs(5), ConnectionManager::new_with_config(client.clone(), config))
-            .await
-            .map_err(|_| StoreError::Unavailable("redis: connection timed out".into()))?
-            .map_err(unavailable)?;
+        let manager =
+            tokio::time::timeout(Duration::from_secs(5), ConnectionManager::new_with_config(client.clone(), config))
+                .await
+                .map_err(|_| StoreError::Unavailable("redis: connection timed out".into()))?
+                .map_err(unavailable)?;
         Ok(RedisShared { client, manager, prefix: prefix.to_owned(), live: Arc::new(AtomicBool::new(false)) })
     }
 
@@ -119,7 +120,9 @@ impl RedisShared {
                                 }
                             }
                             this.live.store(false, Ordering::SeqCst);
-                            tracing::warn!("cluster notices lost (Redis connection closed); falling back to SQL checks");
+                            tracing::warn!(
+                                "cluster notices lost (Redis connection closed); falling back to SQL checks"
+                            );
                         }
                         Err(e) => {
                             this.live.store(false, Ordering::SeqCst);
@@ -140,7 +143,13 @@ impl RedisShared {
 
 #[async_trait]
 impl ReplayGuard for RedisShared {
-    async fn first_use(&self, namespace: &str, id: &str, expires_at: UnixTime, now: UnixTime) -> Result<bool, StoreError> {
+    async fn first_use(
+        &self,
+        namespace: &str,
+        id: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
         let key = format!("{}:replay:{namespace}:{id}", self.prefix);
         // Kept until the identifier could no longer be valid anyway.
         let ttl = (expires_at.0 - now.0).max(1) as u64;

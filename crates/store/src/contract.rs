@@ -170,8 +170,13 @@ pub async fn client_store<S: ClientStore + AuditLog>(store: &S) {
     assert_eq!(ids, ["client-a", "client-c", "client-d"]);
 
     // changed_since: only records updated at or after the time (client-a was updated at +100).
-    let changed: Vec<String> =
-        store.changed_since(UnixTime(1_700_000_050)).await.unwrap().into_iter().map(|c| c.client_id.to_string()).collect();
+    let changed: Vec<String> = store
+        .changed_since(UnixTime(1_700_000_050))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.client_id.to_string())
+        .collect();
     assert_eq!(changed, ["client-a"]);
     assert_eq!(store.changed_since(UnixTime(1_700_000_000)).await.unwrap().len(), 3);
 }

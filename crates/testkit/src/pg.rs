@@ -293,6 +293,85 @@ fn find_pg_bin() -> Option<PathBuf> {
     versions.pop().map(|(_, bin)| bin)
 }
 
+/// A private PostgreSQL instance a test may stop and start again (failure semantics). `None`
+/// when no server binaries can be run (the caller reports the skip).
+pub struct StoppablePg {
+    bin: PathBuf,
+    base: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+    options: String,
+    url: String,
+}
+
+impl StoppablePg {
+    pub fn start() -> Result<StoppablePg, String> {
+        let bin = find_pg_bin().ok_or("initdb/pg_ctl not found on PATH or in /usr/lib/postgresql")?;
+        let base = tempfile::Builder::new()
+            .prefix("tessera-pg-stoppable-")
+            .tempdir()
+            .map_err(|e| format!("creating a temporary directory: {e}"))?
+            .keep();
+        let data = base.join("data");
+        let sock = base.join("sock");
+        let log = base.join("postgres.log");
+        std::fs::create_dir(&sock).map_err(|e| format!("creating {}: {e}", sock.display()))?;
+        let root = is_root();
+        if root {
+            run(Command::new("chown").args(["-R", "postgres:"]).arg(&base))?;
+        }
+        run(as_postgres(root, &bin.join("initdb"), &base).arg("-D").arg(&data).args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]))?;
+        let port = free_port()?;
+        let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", sock.display());
+        spawn_watchdog(&data, &base);
+        let pg = StoppablePg {
+            bin,
+            base,
+            data,
+            log,
+            options,
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        };
+        pg.resume()?;
+        Ok(pg)
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Fast shutdown: open connections are cut, new ones refused.
+    pub fn stop(&self) -> Result<(), String> {
+        run(as_postgres(is_root(), &self.bin.join("pg_ctl"), &self.base)
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "fast", "-w", "stop"]))
+    }
+
+    pub fn resume(&self) -> Result<(), String> {
+        run(as_postgres(is_root(), &self.bin.join("pg_ctl"), &self.base)
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(&self.log)
+            .args(["-w", "-t", "60", "-o", &self.options, "start"]))
+    }
+}
+
+impl Drop for StoppablePg {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,76 +401,5 @@ mod tests {
         assert_eq!(a.len(), 16);
         assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_ne!(a, random_hex(8));
-    }
-}
-
-/// A private PostgreSQL instance a test may stop and start again (failure semantics). `None`
-/// when no server binaries can be run (the caller reports the skip).
-pub struct StoppablePg {
-    bin: PathBuf,
-    base: PathBuf,
-    data: PathBuf,
-    log: PathBuf,
-    options: String,
-    url: String,
-}
-
-impl StoppablePg {
-    pub fn start() -> Result<StoppablePg, String> {
-        let bin = find_pg_bin().ok_or("initdb/pg_ctl not found on PATH or in /usr/lib/postgresql")?;
-        let base = tempfile::Builder::new()
-            .prefix("tessera-pg-stoppable-")
-            .tempdir()
-            .map_err(|e| format!("creating a temporary directory: {e}"))?
-            .keep();
-        let data = base.join("data");
-        let sock = base.join("sock");
-        let log = base.join("postgres.log");
-        std::fs::create_dir(&sock).map_err(|e| format!("creating {}: {e}", sock.display()))?;
-        let root = is_root();
-        if root {
-            run(Command::new("chown").args(["-R", "postgres:"]).arg(&base))?;
-        }
-        run(as_postgres(root, &bin.join("initdb"), &base)
-            .arg("-D")
-            .arg(&data)
-            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]))?;
-        let port = free_port()?;
-        let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", sock.display());
-        spawn_watchdog(&data, &base);
-        let pg = StoppablePg {
-            bin,
-            base,
-            data,
-            log,
-            options,
-            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-        };
-        pg.resume()?;
-        Ok(pg)
-    }
-
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// Fast shutdown: open connections are cut, new ones refused.
-    pub fn stop(&self) -> Result<(), String> {
-        run(as_postgres(is_root(), &self.bin.join("pg_ctl"), &self.base).arg("-D").arg(&self.data).args(["-m", "fast", "-w", "stop"]))
-    }
-
-    pub fn resume(&self) -> Result<(), String> {
-        run(as_postgres(is_root(), &self.bin.join("pg_ctl"), &self.base)
-            .arg("-D")
-            .arg(&self.data)
-            .arg("-l")
-            .arg(&self.log)
-            .args(["-w", "-t", "60", "-o", &self.options, "start"]))
-    }
-}
-
-impl Drop for StoppablePg {
-    fn drop(&mut self) {
-        let _ = self.stop();
     }
 }
