@@ -328,6 +328,7 @@ pub fn raw_config(manifest: &Manifest, issuer: &str, listen: &str) -> RawConfig 
             client_ca_files: vec![manifest.ca.cert.clone()],
         },
         lifecycle: Default::default(),
+        notifications: Default::default(),
         token: crate::config::RawToken {
             default_audience: Some("https://api.tessera-dev.example".into()),
             resources: vec!["https://api.tessera-dev.example/payments".into()],

@@ -10,6 +10,7 @@ pub mod dev;
 pub mod fetch;
 pub mod keys;
 pub mod metrics;
+pub mod notify;
 pub mod routes;
 pub mod serve;
 pub mod surfaces;

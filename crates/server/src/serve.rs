@@ -239,7 +239,7 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
         config.issuer.clone(),
         token_service.clone(),
         verifier,
-        signer,
+        signer.clone(),
         cache.clone(),
         revocations.clone(),
         clock.clone(),
@@ -272,10 +272,22 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
                 crate::cluster::publish(&r, tessera_store_redis::Notice::ClientChanged { client_id: id.to_string() })
             })
         });
-    let admin = Arc::new(
-        tessera_admin::Admin::new(admin_store.clone(), admin_audit, clock.clone(), config.lifecycle.clone())
-            .with_cache(cache.clone(), change_hook),
-    );
+    let mut admin = tessera_admin::Admin::new(admin_store.clone(), admin_audit, clock.clone(), config.lifecycle.clone())
+        .with_cache(cache.clone(), change_hook);
+    if !config.webhook_urls.is_empty() {
+        let client = crate::fetch::client(&config.webhook_cas).map_err(crate::surfaces::SurfaceError::Registration)?;
+        let notifier = crate::notify::Notifier::start(
+            config.webhook_urls.clone(),
+            client,
+            signer.clone(),
+            config.issuer.clone(),
+            clock.clone(),
+            config.webhook_attempts,
+        );
+        admin = admin.with_events(Arc::new(move |event| notifier.send(event)));
+        tracing::info!(webhooks = config.webhook_urls.len(), "lifecycle notifications enabled");
+    }
+    let admin = Arc::new(admin);
     let admin_auth = web::Data::new(tessera_admin::AdminAuth {
         anchors: tessera_http::mtls::TrustAnchors::from_ders(&config.admin_cas)
             .map_err(|e| crate::surfaces::SurfaceError::Registration(e.to_string()))?,
