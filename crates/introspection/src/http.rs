@@ -35,8 +35,11 @@ pub fn metadata(issuer: &Issuer, mtls_alias: Option<&Issuer>) -> MetadataFragmen
 }
 
 async fn method_not_allowed() -> HttpResponse {
+    // RFC 7662 §2.1: POST only. RFC 9110 §15.5.6: a 405 MUST carry Allow.
     let mut resp = render(&IntrospectionError::InvalidRequest("the introspection endpoint accepts POST only".into()));
     *resp.status_mut() = actix_web::http::StatusCode::METHOD_NOT_ALLOWED;
+    resp.headers_mut()
+        .insert(actix_web::http::header::ALLOW, actix_web::http::header::HeaderValue::from_static("POST"));
     resp
 }
 

@@ -30,7 +30,9 @@ impl Drop for Private {
 static PRIVATE: OnceLock<Mutex<Option<Private>>> = OnceLock::new();
 
 fn answers(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&format!("127.0.0.1:{port}").parse().unwrap(), Duration::from_millis(500)) else {
+    let Ok(mut s) =
+        TcpStream::connect_timeout(&format!("127.0.0.1:{port}").parse().unwrap(), Duration::from_millis(500))
+    else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));

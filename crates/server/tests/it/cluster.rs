@@ -41,8 +41,10 @@ pub fn env(database_url: &str, redis: Option<(&str, &str)>) -> Env {
     let jwks = dir.path().join("directory.jwks.json");
     std::fs::write(&jwks, json!({"keys": [key.public_jwk.as_ref()]}).to_string()).unwrap();
     let policy = dir.path().join("policy.cedar");
-    std::fs::write(&policy, format!("{}\n{TEST_POLICY_EXTRA}", include_str!("../../../../deploy/onboarding.cedar"))).unwrap();
-    let redis = redis.map(|(url, prefix)| format!("[redis]\nurl = \"{url}\"\nprefix = \"{prefix}\"\n")).unwrap_or_default();
+    std::fs::write(&policy, format!("{}\n{TEST_POLICY_EXTRA}", include_str!("../../../../deploy/onboarding.cedar")))
+        .unwrap();
+    let redis =
+        redis.map(|(url, prefix)| format!("[redis]\nurl = \"{url}\"\nprefix = \"{prefix}\"\n")).unwrap_or_default();
     let config = dir.path().join("tessera.toml");
     std::fs::write(
         &config,
@@ -118,13 +120,23 @@ fn now() -> i64 {
 }
 
 pub async fn register(node: &Tessera, client: &reqwest::Client, ssa: &str, scope: &str) -> Value {
-    let resp = client.post(node.url("/register")).json(&json!({"software_statement": ssa, "scope": scope})).send().await.unwrap();
+    let resp = client
+        .post(node.url("/register"))
+        .json(&json!({"software_statement": ssa, "scope": scope}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
     resp.json().await.unwrap()
 }
 
 pub async fn token(node: &Tessera, client: &reqwest::Client, client_id: &str) -> reqwest::Response {
-    client.post(node.url("/token")).form(&[("grant_type", "client_credentials"), ("client_id", client_id)]).send().await.unwrap()
+    client
+        .post(node.url("/token"))
+        .form(&[("grant_type", "client_credentials"), ("client_id", client_id)])
+        .send()
+        .await
+        .unwrap()
 }
 
 pub async fn access_token(node: &Tessera, client: &reqwest::Client, client_id: &str) -> String {
@@ -135,13 +147,21 @@ pub async fn access_token(node: &Tessera, client: &reqwest::Client, client_id: &
 
 /// The introspection response (status, body).
 pub async fn introspect(node: &Tessera, gateway: &reqwest::Client, gateway_id: &str, tok: &str) -> (u16, Value) {
-    let resp = gateway.post(node.url("/introspect")).form(&[("client_id", gateway_id), ("token", tok)]).send().await.unwrap();
+    let resp =
+        gateway.post(node.url("/introspect")).form(&[("client_id", gateway_id), ("token", tok)]).send().await.unwrap();
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 /// Polls `node` until the token's `active` equals `want`; returns how long it took.
-async fn until_active(node: &Tessera, gateway: &reqwest::Client, gateway_id: &str, tok: &str, want: bool, limit: Duration) -> Duration {
+async fn until_active(
+    node: &Tessera,
+    gateway: &reqwest::Client,
+    gateway_id: &str,
+    tok: &str,
+    want: bool,
+    limit: Duration,
+) -> Duration {
     let start = Instant::now();
     loop {
         let (status, body) = introspect(node, gateway, gateway_id, tok).await;
@@ -195,7 +215,12 @@ async fn three_nodes_share_revocation_and_suspension_within_a_second() {
     until_active(&b, &x.gateway, &x.gateway_id, &tok, true, Duration::from_secs(5)).await;
 
     // Issued on A, revoked on B, inactive on C within one second (RFC 7009 + cluster notices).
-    let resp = fintech.post(b.url("/revoke")).form(&[("client_id", x.fintech_id.as_str()), ("token", tok.as_str())]).send().await.unwrap();
+    let resp = fintech
+        .post(b.url("/revoke"))
+        .form(&[("client_id", x.fintech_id.as_str()), ("token", tok.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let took = until_active(&c, &x.gateway, &x.gateway_id, &tok, false, Duration::from_secs(1)).await;
     eprintln!("revocation reached node C in {took:?}");
@@ -205,12 +230,8 @@ async fn three_nodes_share_revocation_and_suspension_within_a_second() {
     // token issued earlier on A inactive on C within one second.
     let tok2 = access_token(&a, &fintech, &x.fintech_id).await;
     until_active(&c, &x.gateway, &x.gateway_id, &tok2, true, Duration::from_secs(5)).await;
-    let resp = fintech
-        .delete(b.url(&format!("/register/{}", x.fintech_id)))
-        .bearer_auth(&x.fintech_rat)
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        fintech.delete(b.url(&format!("/register/{}", x.fintech_id))).bearer_auth(&x.fintech_rat).send().await.unwrap();
     assert_eq!(resp.status(), 204);
     let took = until_active(&c, &x.gateway, &x.gateway_id, &tok2, false, Duration::from_secs(1)).await;
     eprintln!("offboarding reached node C in {took:?}");
@@ -251,10 +272,18 @@ async fn without_redis_a_revoked_token_is_never_reported_active() {
     let tok_during = access_token(&a, &fintech, &x.fintech_id).await;
 
     // Revoked on A: durable in SQL; the notice cannot be sent. B must not report it active.
-    let resp = fintech.post(a.url("/revoke")).form(&[("client_id", x.fintech_id.as_str()), ("token", tok.as_str())]).send().await.unwrap();
+    let resp = fintech
+        .post(a.url("/revoke"))
+        .form(&[("client_id", x.fintech_id.as_str()), ("token", tok.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let (status, body) = introspect(&b, &x.gateway, &x.gateway_id, &tok).await;
-    assert!(status == 503 || (status == 200 && body == json!({"active": false})), "revoked token on B: {status} {body}");
+    assert!(
+        status == 503 || (status == 200 && body == json!({"active": false})),
+        "revoked token on B: {status} {body}"
+    );
     // A token that is fine stays active on B (from SQL).
     let (status, body) = introspect(&b, &x.gateway, &x.gateway_id, &tok_during).await;
     assert_eq!((status, body["active"].clone()), (200, json!(true)));
@@ -271,8 +300,12 @@ async fn without_redis_a_revoked_token_is_never_reported_active() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let resp =
-        fintech.post(a.url("/revoke")).form(&[("client_id", x.fintech_id.as_str()), ("token", tok_during.as_str())]).send().await.unwrap();
+    let resp = fintech
+        .post(a.url("/revoke"))
+        .form(&[("client_id", x.fintech_id.as_str()), ("token", tok_during.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     until_active(&b, &x.gateway, &x.gateway_id, &tok_during, false, Duration::from_secs(5)).await;
     let _ = Path::new("/");
@@ -292,7 +325,8 @@ async fn postgres_outage_gives_503_and_recovers_without_restart() {
     };
     let e = env(pg.url(), None);
     // Fail fast while the database is away.
-    let text = std::fs::read_to_string(&e.config).unwrap().replace("[database]\n", "[database]\nconnect_timeout_secs = 1\n");
+    let text =
+        std::fs::read_to_string(&e.config).unwrap().replace("[database]\n", "[database]\nconnect_timeout_secs = 1\n");
     std::fs::write(&e.config, text).unwrap();
     let a = e.node("a");
     let fintech = e.pki.client_with_ou("fintech", "fintech-app", "org-fin", "Fintech Ltd");

@@ -4,8 +4,13 @@
 mod cluster;
 mod common;
 mod config_errors;
+mod conformance;
 mod dev_mode;
+mod introspection;
+mod lifecycle;
+mod notifications;
 mod production;
 mod registration;
 mod rotation;
 mod token;
+mod uk_profile;
