@@ -55,6 +55,12 @@ async fn introspect(
     peer: PeerCertificates,
     service: web::Data<Introspector>,
 ) -> HttpResponse {
+    // RFC 6749 §2.3.1 / RFC 7662 §2.1: tokens and credentials never travel in the URL.
+    if !req.query_string().is_empty() {
+        return render(&IntrospectionError::InvalidRequest(
+            "parameters must be sent in the request body, not in the URL".into(),
+        ));
+    }
     let form = match read_form(&req, payload).await {
         Ok(f) => f,
         Err(e) => return render(&IntrospectionError::from(e)),

@@ -56,7 +56,9 @@ pub fn is_active(token: &IssuedToken, clients: &ClientCache, revocations: &Revoc
     let Some(client) = clients.get(&token.client_id) else {
         return false;
     };
-    client.status == ClientStatus::Active && client.tokens_not_before.is_none_or(|nb| token.iat >= nb.0)
+    client.status == ClientStatus::Active
+        && !client.is_expired(now)
+        && client.tokens_not_before.is_none_or(|nb| token.iat >= nb.0)
 }
 
 #[cfg(test)]
@@ -154,6 +156,9 @@ mod tests {
         clients.put(client("c1", ClientStatus::Active, None));
         clients.put(client("suspended", ClientStatus::Suspended, Some(NOW - 5)));
         clients.put(client("suspended-no-cutoff", ClientStatus::Suspended, None));
+        let mut expired = client("expired-registration", ClientStatus::Active, None);
+        expired.expires_at = Some(UnixTime(NOW - 1));
+        clients.put(expired);
         clients.put(client("offboarded", ClientStatus::Offboarded, Some(NOW - 5)));
         // Reinstated clients keep a cut-off: tokens issued before it stay inactive.
         clients.put(client("cut-after-iat", ClientStatus::Active, Some(NOW - 9)));
@@ -163,7 +168,7 @@ mod tests {
         revocations.insert("jti-revoked".into(), UnixTime(NOW + 290));
         revocations.insert("jti-other".into(), UnixTime(NOW + 290));
 
-        let table: [(&str, Value, bool); 17] = [
+        let table: [(&str, Value, bool); 18] = [
             ("active", good.clone(), true),
             ("without nbf", without(&good, "nbf"), true),
             ("expired a second ago", with(&good, "exp", json!(NOW - 1)), false),
@@ -175,6 +180,7 @@ mod tests {
             ("unknown client", claims("nobody", "jti-good"), false),
             ("suspended client", claims("suspended", "jti-good"), false),
             ("suspended client without a cut-off", claims("suspended-no-cutoff", "jti-good"), false),
+            ("client registration expired since", claims("expired-registration", "jti-good"), false),
             ("offboarded client", claims("offboarded", "jti-good"), false),
             ("tokens_not_before after iat", claims("cut-after-iat", "jti-good"), false),
             ("tokens_not_before equal to iat", claims("cut-at-iat", "jti-good"), true),
