@@ -52,7 +52,11 @@ async fn body(
         Profile::UkOpenBanking { .. } => &["application/jose", "application/jwt"],
     };
     if !accepted.contains(&media.as_str()) {
-        return Err(RegistrationError::UnsupportedMediaType(if media.is_empty() { "(none)".into() } else { media }));
+        let received = if media.is_empty() { "(none)" } else { media.as_str() };
+        return Err(RegistrationError::UnsupportedMediaType(format!(
+            "content type {received:?} is not accepted; send {}",
+            accepted.join(" or ")
+        )));
     }
     read_limited(payload, registrar.settings.max_body_bytes).await.map_err(|e| match e {
         BodyError::TooLarge(max) => RegistrationError::PayloadTooLarge(max),

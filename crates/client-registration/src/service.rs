@@ -14,7 +14,7 @@ use tessera_core::keys::AccessTokenVerifier;
 use tessera_core::{ClientId, Clock, Rng, UnixTime};
 use tessera_http::PeerCertificates;
 use tessera_http::mtls::TrustAnchors;
-use tessera_store::{AuditLog, ClientCache, ClientStore, StoreError};
+use tessera_store::{AuditLog, ClientCache, ClientStore, Revocations, StoreError};
 
 use crate::metadata::{self, Validated, check_binding};
 use crate::policy::{OnboardingPolicy, PolicyInput};
@@ -36,8 +36,8 @@ pub struct Registrar {
     clock: Arc<dyn Clock>,
     rng: Arc<dyn Rng>,
     on_change: Option<ChangeHook>,
-    /// UK profile: management is authorised by the client's own access token.
-    access_tokens: Option<Arc<dyn AccessTokenVerifier>>,
+    /// UK profile: management is authorised by the client's own access token, unless revoked.
+    access_tokens: Option<(Arc<dyn AccessTokenVerifier>, Arc<Revocations>)>,
 }
 
 /// Called after a client's record changed durably: how other nodes hear of it.
@@ -85,9 +85,14 @@ impl Registrar {
         Registrar { settings, policy, anchors, clients, audit, cache, clock, rng, on_change: None, access_tokens: None }
     }
 
-    /// UK profile: verifies the access tokens that authorise registration management.
-    pub fn with_access_token_verifier(mut self, verifier: Arc<dyn AccessTokenVerifier>) -> Registrar {
-        self.access_tokens = Some(verifier);
+    /// UK profile: verifies the access tokens that authorise registration management; a token
+    /// in `revocations` (RFC 7009) authorises nothing.
+    pub fn with_access_token_verifier(
+        mut self,
+        verifier: Arc<dyn AccessTokenVerifier>,
+        revocations: Arc<Revocations>,
+    ) -> Registrar {
+        self.access_tokens = Some((verifier, revocations));
         self
     }
 
@@ -358,13 +363,14 @@ impl Registrar {
     }
 
     fn access_token_authorises(&self, token: &str, client: &ClientRecord, cert: &CertFacts, now: UnixTime) -> bool {
-        let Some(verifier) = &self.access_tokens else { return false };
+        let Some((verifier, revocations)) = &self.access_tokens else { return false };
         let Some(claims) = verifier.verify(token, "at+jwt") else { return false };
         let s = |k: &str| claims.get(k).and_then(Value::as_str);
         let n = |k: &str| claims.get(k).and_then(Value::as_i64);
         s("iss") == Some(self.settings.issuer.as_str())
             && s("client_id") == Some(client.client_id.as_str())
             && n("exp").is_some_and(|e| e > now.0)
+            && s("jti").is_some_and(|jti| !revocations.is_revoked(jti))
             && n("iat").is_some_and(|iat| client.tokens_not_before.is_none_or(|nb| iat >= nb.0))
             && client.status == ClientStatus::Active
             && claims.get("cnf").and_then(|c| c.get("x5t#S256")).and_then(Value::as_str) == Some(cert.x5t_s256.as_str())

@@ -23,7 +23,7 @@ use tessera_core::{ClientId, FixedClock, Issuer, KeyId, OsRng};
 use tessera_http::mtls::TrustAnchors;
 use tessera_http::{OAuthError, PeerCertificates};
 use tessera_jose::{Jwk, generate, sign_with_jwk};
-use tessera_store::{AuditLog, ClientCache, ClientStore, MemoryStore};
+use tessera_store::{AuditLog, ClientCache, ClientStore, MemoryStore, Revocations};
 
 use crate::metadata::check_binding;
 use crate::policy::OnboardingPolicy;
@@ -1054,4 +1054,569 @@ async fn update_with_the_read_response_keeps_pending_scopes() {
     let v = f.registrar.update(&id, Some(&token), &f.peer, &serde_json::to_vec(&body).unwrap()).await.unwrap();
     assert!(v.get("pending_scopes").is_none(), "{v}");
     assert_eq!(f.store.get_client(&ClientId::new(&id)).await.unwrap().unwrap().scopes.len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// UK Open Banking DCR v3.3 (checklist O.125-O.131, S.3/S.4): a request JWT signed by the
+// software's own key; management with the client's client-credentials access token.
+// ---------------------------------------------------------------------------------------------
+
+mod uk {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use tessera_core::keys::AccessTokenVerifier;
+
+    use super::*;
+    use crate::settings::JwksFetcher;
+
+    /// The software's `software_jwks_endpoint`s: URL -> keys, and every URL fetched.
+    #[derive(Default)]
+    struct Endpoints {
+        keys: Mutex<HashMap<String, Vec<Jwk>>>,
+        fetched: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl JwksFetcher for Endpoints {
+        async fn fetch(&self, url: &str) -> Result<Vec<Jwk>, String> {
+            self.fetched.lock().unwrap().push(url.to_owned());
+            self.keys.lock().unwrap().get(url).cloned().ok_or_else(|| format!("GET {url}: HTTP 404"))
+        }
+    }
+
+    /// Access tokens "issued" by this server: the claims a verified `at+jwt` carries.
+    #[derive(Default)]
+    struct Tokens(Mutex<HashMap<String, Map<String, Value>>>);
+
+    impl AccessTokenVerifier for Tokens {
+        fn verify(&self, token: &str, typ: &str) -> Option<Map<String, Value>> {
+            if typ != "at+jwt" {
+                return None;
+            }
+            self.0.lock().unwrap().get(token).cloned()
+        }
+    }
+
+    struct Uk {
+        f: Fixture,
+        /// The software's ES256 key (kid `software-1`), named by value in statements.
+        software: tessera_jose::KeyMaterial,
+        endpoints: Arc<Endpoints>,
+        tokens: Arc<Tokens>,
+        revocations: Arc<Revocations>,
+    }
+
+    fn uk_fixture(audiences: &[&str]) -> Uk {
+        let endpoints = Arc::new(Endpoints::default());
+        let fetcher: Arc<dyn JwksFetcher> = endpoints.clone();
+        let audiences: Vec<String> = audiences.iter().map(|a| (*a).to_owned()).collect();
+        let mut f = fixture_with(|s| {
+            s.profile = Profile::UkOpenBanking { audiences };
+            s.software_jwks = Some(fetcher);
+        });
+        let tokens = Arc::new(Tokens::default());
+        let revocations = Arc::new(Revocations::new());
+        f.registrar = f.registrar.with_access_token_verifier(tokens.clone(), revocations.clone());
+        let software = generate(SigningAlg::ES256, KeyId::new("software-1")).unwrap();
+        Uk { f, software, endpoints, tokens, revocations }
+    }
+
+    fn jwks(keys: &[&Jwk]) -> Value {
+        json!({ "keys": keys.iter().map(|k| Value::Object(k.as_ref().clone())).collect::<Vec<_>>() })
+    }
+
+    impl Uk {
+        /// A statement naming the software's key by value, with `changes`.
+        fn ssa(&self, changes: Value) -> String {
+            let c = with(claims(), json!({ "software_jwks": jwks(&[&self.software.public_jwk]) }));
+            self.f.sign(&with(c, changes))
+        }
+
+        /// A good request carrying `ssa`, issued now, for the issuer.
+        fn request(&self, ssa: &str) -> Map<String, Value> {
+            json!({
+                "iss": SOFTWARE,
+                "aud": ISSUER,
+                "iat": NOW,
+                "exp": NOW + 300,
+                "jti": "3f6c1c1e-6c8e-4c55-9d4c-0a1b2c3d4e5f",
+                "software_id": SOFTWARE,
+                "software_statement": ssa,
+                "token_endpoint_auth_method": "tls_client_auth",
+                "grant_types": ["client_credentials"],
+                "scope": "accounts:read",
+                "redirect_uris": [REDIRECT],
+                "application_type": "web",
+                "id_token_signed_response_alg": "PS256",
+            })
+            .as_object()
+            .unwrap()
+            .clone()
+        }
+
+        fn sign(&self, claims: &Map<String, Value>) -> Vec<u8> {
+            sign_with_jwk(SigningAlg::ES256, &self.software.private_jwk, "JWT", claims).unwrap().into_bytes()
+        }
+
+        /// A good request with `changes`, signed by the software.
+        fn body(&self, changes: Value) -> Vec<u8> {
+            self.sign(&with(self.request(&self.ssa(json!({}))), changes))
+        }
+
+        async fn register(&self, changes: Value) -> Result<Value, RegistrationError> {
+            self.f.registrar.register(&self.body(changes), &self.f.peer).await
+        }
+
+        /// A client-credentials access token of `client_id`, bound to the fixture's
+        /// certificate, with `changes` to its claims.
+        fn token(&self, client_id: &str, changes: Value) -> String {
+            let token = format!("at-{}", unique_jti());
+            let claims = json!({
+                "jti": token,
+                "iss": ISSUER,
+                "client_id": client_id,
+                "sub": client_id,
+                "iat": NOW,
+                "exp": NOW + 300,
+                "cnf": { "x5t#S256": self.f.peer.leaf_x5t_s256().unwrap() },
+            });
+            let claims = with(claims.as_object().unwrap().clone(), changes);
+            self.tokens.0.lock().unwrap().insert(token.clone(), claims);
+            token
+        }
+    }
+
+    fn b64json(v: &Value) -> String {
+        b64(&v.to_string())
+    }
+
+    /// Checklist O.125-O.127, O.130: accepted; the response repeats the request and flattens the
+    /// statement; the registered values win where they overlap.
+    #[tokio::test]
+    async fn signed_request_is_registered_and_the_response_flattens_the_statement() {
+        let u = uk_fixture(&[]);
+        let ssa = u.ssa(json!({ "software_environment": "sandbox", "org_contacts": [{ "name": "ops" }] }));
+        let request = with(u.request(&ssa), json!({ "client_name": "the request's name", "purpose": null }));
+        let v = u.f.registrar.register(&u.sign(&request), &u.f.peer).await.unwrap();
+        let id = id_of(&v);
+        // Registered values.
+        assert_eq!(v["scope"], "accounts:read");
+        assert_eq!(v["token_endpoint_auth_method"], "tls_client_auth");
+        assert_eq!(v["tls_client_auth_subject_dn"], "CN=software-0001,OU=org-0001,O=Example Fintech,C=GB");
+        assert_eq!(v["registration_client_uri"], format!("{ISSUER}/register/{id}"));
+        assert_eq!(v["software_statement"], ssa);
+        // RFC 7591 §3.1.1: the statement's name wins over the request's.
+        assert_eq!(v["client_name"], "Directory Name");
+        // The request's claims are repeated, the JWT envelope included.
+        assert_eq!(v["iss"], SOFTWARE);
+        assert_eq!(v["aud"], ISSUER);
+        assert_eq!(v["jti"], request["jti"]);
+        assert_eq!(v["application_type"], "web");
+        assert_eq!(v["id_token_signed_response_alg"], "PS256");
+        // The statement's claims, flattened; not its envelope (iss, iat, jti).
+        assert_eq!(v["org_name"], "Example Fintech");
+        assert_eq!(v["org_id"], ORG);
+        assert_eq!(v["org_status"], "Active");
+        assert_eq!(v["software_roles"], json!(["AISP", "PISP"]));
+        assert_eq!(v["software_client_name"], "Directory Name");
+        assert_eq!(v["software_environment"], "sandbox");
+        assert_eq!(v["org_contacts"], json!([{ "name": "ops" }]));
+        assert_eq!(v["software_jwks"], jwks(&[&u.software.public_jwk]));
+        assert_ne!(v["iss"], DIRECTORY);
+
+        let stored = u.f.store.get_client(&ClientId::new(&id)).await.unwrap().unwrap();
+        assert_eq!((stored.org_id.as_str(), stored.software_id.as_str()), (ORG, SOFTWARE));
+        assert_eq!(stored.metadata["software_statement"], ssa);
+        assert!(u.endpoints.fetched.lock().unwrap().is_empty(), "keys by value need no fetch");
+        assert_eq!(u.f.audit_kinds().await[0], AuditKind::RegistrationAccepted);
+
+        // PS256 is the other accepted algorithm.
+        let ps = generate(SigningAlg::PS256, KeyId::new("software-ps")).unwrap();
+        let ssa = u.f.sign(&with(claims(), json!({ "software_jwks": jwks(&[&ps.public_jwk]) })));
+        let body = sign_with_jwk(SigningAlg::PS256, &ps.private_jwk, "JWT", &u.request(&ssa)).unwrap();
+        u.f.registrar.register(body.as_bytes(), &u.f.peer).await.unwrap();
+        // `aud` may be an array holding an accepted value; surrounding whitespace is tolerated.
+        let mut body = u.body(json!({ "aud": ["https://other.test", ISSUER] }));
+        body.extend_from_slice(b"\r\n");
+        u.f.registrar.register(&body, &u.f.peer).await.unwrap();
+        assert_eq!(u.f.clients().await, 3);
+    }
+
+    struct Case {
+        name: &'static str,
+        body: fn(&Uk) -> Vec<u8>,
+        code: &'static str,
+        says: &'static str,
+    }
+
+    fn case(name: &'static str, code: &'static str, says: &'static str, body: fn(&Uk) -> Vec<u8>) -> Case {
+        Case { name, body, code, says }
+    }
+
+    /// Checklist O.126, O.129-O.131, S.3: every refusal is a 400 with an RFC 7591 code, audited,
+    /// and stores nothing.
+    #[tokio::test]
+    async fn refusals() {
+        /// A good request under an `alg` header, with a made-up signature.
+        fn unsigned(alg: &str, u: &Uk) -> Vec<u8> {
+            let header = json!({ "alg": alg, "typ": "JWT", "kid": "software-1" });
+            format!("{}.{}.c2ln", b64json(&header), b64json(&Value::Object(u.request(&u.ssa(json!({})))))).into_bytes()
+        }
+        let table = vec![
+            // Not a JWS.
+            case("not UTF-8", "invalid_client_metadata", "not text", |_| vec![0xff, 0xfe, 0x2e]),
+            case("not a JWT", "invalid_client_metadata", "signed JWT", |_| b"hello".to_vec()),
+            case("two parts", "invalid_client_metadata", "signed JWT", |_| b"e30.e30".to_vec()),
+            case("four parts", "invalid_client_metadata", "signed JWT", |_| b"a.b.c.d".to_vec()),
+            case("JSON", "invalid_client_metadata", "signed JWT", |u| {
+                serde_json::to_vec(&u.request(&u.ssa(json!({})))).unwrap()
+            }),
+            case("header not base64url JSON", "invalid_client_metadata", "header", |_| b"!!!.e30.c2ln".to_vec()),
+            case("payload not JSON", "invalid_client_metadata", "payload", |_| {
+                format!("{}.{}.c2ln", b64(r#"{"alg":"ES256"}"#), b64("not json")).into_bytes()
+            }),
+            // S.3, O.129: PS256 or ES256 only; never none or RS256 (not even EdDSA, which the
+            // directory may use for statements).
+            case("alg none", "invalid_client_metadata", "\"none\"", |u| {
+                let header = json!({ "alg": "none", "typ": "JWT" });
+                format!("{}.{}.", b64json(&header), b64json(&Value::Object(u.request(&u.ssa(json!({})))))).into_bytes()
+            }),
+            case("no alg", "invalid_client_metadata", "\"\"", |u| unsigned("", u)),
+            case("RS256", "invalid_client_metadata", "RS256", |u| unsigned("RS256", u)),
+            case("HS256", "invalid_client_metadata", "HS256", |u| unsigned("HS256", u)),
+            case("EdDSA", "invalid_client_metadata", "EdDSA", |u| {
+                let ed = generate(SigningAlg::EdDSA, KeyId::new("software-ed")).unwrap();
+                let ssa = u.ssa(json!({ "software_jwks": jwks(&[&ed.public_jwk]) }));
+                sign_with_jwk(SigningAlg::EdDSA, &ed.private_jwk, "JWT", &u.request(&ssa)).unwrap().into_bytes()
+            }),
+            // The software's keys only.
+            case("another key with the software's kid", "invalid_client_metadata", "does not verify", |u| {
+                let other = generate(SigningAlg::ES256, KeyId::new("software-1")).unwrap();
+                sign_with_jwk(SigningAlg::ES256, &other.private_jwk, "JWT", &u.request(&u.ssa(json!({}))))
+                    .unwrap()
+                    .into_bytes()
+            }),
+            case("a key the software does not have", "invalid_client_metadata", "does not verify", |u| {
+                let other = generate(SigningAlg::ES256, KeyId::new("other")).unwrap();
+                sign_with_jwk(SigningAlg::ES256, &other.private_jwk, "JWT", &u.request(&u.ssa(json!({}))))
+                    .unwrap()
+                    .into_bytes()
+            }),
+            case("payload changed after signing", "invalid_client_metadata", "does not verify", |u| {
+                let good = String::from_utf8(u.body(json!({}))).unwrap();
+                let parts: Vec<&str> = good.split('.').collect();
+                let forged = with(u.request(&u.ssa(json!({}))), json!({ "scope": "payments:write" }));
+                format!("{}.{}.{}", parts[0], b64json(&Value::Object(forged)), parts[2]).into_bytes()
+            }),
+            // O.126: the claims.
+            case("expired", "invalid_client_metadata", "expired", |u| u.body(json!({ "exp": NOW - 1 }))),
+            case("exp now", "invalid_client_metadata", "expired", |u| u.body(json!({ "exp": NOW }))),
+            case("no exp", "invalid_client_metadata", "no exp", |u| u.body(json!({ "exp": null }))),
+            case("exp not a number", "invalid_client_metadata", "no exp", |u| {
+                u.body(json!({ "exp": (NOW + 300).to_string() }))
+            }),
+            case("no iat", "invalid_client_metadata", "no iat", |u| u.body(json!({ "iat": null }))),
+            case("iat 61 s ahead", "invalid_client_metadata", "future", |u| u.body(json!({ "iat": NOW + 61 }))),
+            case("no jti", "invalid_client_metadata", "no jti", |u| u.body(json!({ "jti": null }))),
+            case("empty jti", "invalid_client_metadata", "no jti", |u| u.body(json!({ "jti": "" }))),
+            case("iss of another software", "invalid_client_metadata", "is not the statement's software_id", |u| {
+                u.body(json!({ "iss": "software-0002" }))
+            }),
+            case("iss of 22 characters, not the software", "invalid_client_metadata", "is not the statement's", |u| {
+                u.body(json!({ "iss": "a234567890123456789012" }))
+            }),
+            case("iss of 23 characters", "invalid_client_metadata", "longer than 22", |u| {
+                u.body(json!({ "iss": "a2345678901234567890123" }))
+            }),
+            case("empty iss", "invalid_client_metadata", "no iss", |u| u.body(json!({ "iss": "" }))),
+            case("no iss", "invalid_client_metadata", "no iss", |u| u.body(json!({ "iss": null }))),
+            case("iss not a string", "invalid_client_metadata", "no iss", |u| u.body(json!({ "iss": 7 }))),
+            case("aud of another server", "invalid_client_metadata", "aud", |u| {
+                u.body(json!({ "aud": "https://other.test" }))
+            }),
+            case("aud array without this server", "invalid_client_metadata", "aud", |u| {
+                u.body(json!({ "aud": ["https://other.test"] }))
+            }),
+            case("aud with a trailing slash", "invalid_client_metadata", "aud", |u| {
+                u.body(json!({ "aud": format!("{ISSUER}/") }))
+            }),
+            case("no aud", "invalid_client_metadata", "aud", |u| u.body(json!({ "aud": null }))),
+            case("software_id of another software", "invalid_client_metadata", "software_id", |u| {
+                u.body(json!({ "software_id": "software-0002" }))
+            }),
+            // O.127, O.131: unsupported values.
+            case("response_types code id_token", "invalid_client_metadata", "response type", |u| {
+                u.body(json!({ "response_types": ["code id_token"] }))
+            }),
+            case("client_secret_basic", "invalid_client_metadata", "client_secret_basic", |u| {
+                u.body(json!({ "token_endpoint_auth_method": "client_secret_basic" }))
+            }),
+            case("redirect URI not in the statement", "invalid_redirect_uri", "software_redirect_uris", |u| {
+                u.body(json!({ "redirect_uris": ["https://evil.test/cb"] }))
+            }),
+            // The statement.
+            case("no software_statement", "invalid_software_statement", "software_statement", |u| {
+                u.body(json!({ "software_statement": null }))
+            }),
+            case("statement of an untrusted directory", "unapproved_software_statement", "not a directory", |u| {
+                let c = with(claims(), json!({ "iss": SOFTWARE, "software_jwks": jwks(&[&u.software.public_jwk]) }));
+                let ssa = sign_with_jwk(SigningAlg::ES256, &u.software.private_jwk, "JWT", &c).unwrap();
+                u.sign(&u.request(&ssa))
+            }),
+            case("statement of a revoked organisation", "unapproved_software_statement", "Revoked", |u| {
+                u.sign(&u.request(&u.ssa(json!({ "org_status": "Revoked" }))))
+            }),
+            case("statement of another software", "invalid_client_metadata", "software_id", |u| {
+                u.sign(&u.request(&u.ssa(json!({ "software_id": "software-0002" }))))
+            }),
+            case("statement naming no keys", "invalid_software_statement", "names no software keys", |u| {
+                u.sign(&u.request(&u.ssa(json!({ "software_jwks": null }))))
+            }),
+            case("software_jwks not a JWKS", "invalid_software_statement", "JWKS object", |u| {
+                u.sign(&u.request(&u.ssa(json!({ "software_jwks": [1, 2] }))))
+            }),
+            case("endpoint that cannot be fetched", "invalid_software_statement", "could not be fetched", |u| {
+                u.sign(&u.request(
+                    &u.ssa(json!({ "software_jwks": null, "software_jwks_endpoint": "https://tpp.test/gone" })),
+                ))
+            }),
+        ];
+        for c in &table {
+            let u = uk_fixture(&[]);
+            let err = u.f.registrar.register(&(c.body)(&u), &u.f.peer).await.unwrap_err();
+            assert_eq!(code(&err), c.code, "{}: {err}", c.name);
+            assert_eq!(err.status().code().as_u16(), 400, "{}", c.name);
+            assert!(err.to_string().contains(c.says), "{}: {err} does not say {:?}", c.name, c.says);
+            assert_eq!(u.f.clients().await, 0, "{}", c.name);
+            assert_eq!(u.f.audit_kinds().await, [AuditKind::RegistrationRefused], "{}", c.name);
+        }
+    }
+
+    /// `registration.uk_audiences` replaces the issuer as the accepted `aud`.
+    #[tokio::test]
+    async fn configured_audiences_replace_the_issuer() {
+        let u = uk_fixture(&["0015800001041REbAAM", "https://directory-id.test"]);
+        u.register(json!({ "aud": "0015800001041REbAAM" })).await.unwrap();
+        u.register(json!({ "aud": ["x", "https://directory-id.test"] })).await.unwrap();
+        let err = u.register(json!({ "aud": ISSUER })).await.unwrap_err();
+        assert_eq!(code(&err), "invalid_client_metadata", "{err}");
+        assert!(err.to_string().contains("0015800001041REbAAM"), "{err}");
+        assert_eq!(u.f.clients().await, 2);
+    }
+
+    /// Checklist O.129: `software_jwks_endpoint`, when the statement names one, is where the keys
+    /// come from (the statement's `software_jwks` is then not used), and it becomes the client's
+    /// `jwks_uri`.
+    #[tokio::test]
+    async fn software_jwks_endpoint_is_fetched() {
+        let u = uk_fixture(&[]);
+        let url = "https://keystore.directory.test/org-0001/software-0001.jwks";
+        u.endpoints.keys.lock().unwrap().insert(url.to_owned(), vec![u.software.public_jwk.clone()]);
+        let ssa = u.ssa(json!({ "software_jwks": null, "software_jwks_endpoint": url }));
+        let v = u.f.registrar.register(&u.sign(&u.request(&ssa)), &u.f.peer).await.unwrap();
+        assert_eq!(v["software_jwks_endpoint"], url);
+        assert_eq!(v["jwks_uri"], url);
+        assert_eq!(*u.endpoints.fetched.lock().unwrap(), [url]);
+
+        // Keys by value do not stand in for the endpoint's.
+        let other = generate(SigningAlg::ES256, KeyId::new("other")).unwrap();
+        let ssa = u.f.sign(&with(
+            claims(),
+            json!({ "software_jwks_endpoint": url, "software_jwks": jwks(&[&other.public_jwk]) }),
+        ));
+        let body = sign_with_jwk(SigningAlg::ES256, &other.private_jwk, "JWT", &u.request(&ssa)).unwrap();
+        let err = u.f.registrar.register(body.as_bytes(), &u.f.peer).await.unwrap_err();
+        assert!(err.to_string().contains("does not verify"), "{err}");
+        assert_eq!(u.f.clients().await, 1);
+    }
+
+    /// The transport certificate is still required and must belong to the statement's
+    /// organisation.
+    #[tokio::test]
+    async fn transport_certificate_rules_still_apply() {
+        let u = uk_fixture(&[]);
+        let body = u.body(json!({}));
+        for peer in [PeerCertificates::default(), transport_cert(&u.f.ca, SOFTWARE, Some("org-9999"))] {
+            let err = u.f.registrar.register(&body, &peer).await.unwrap_err();
+            assert!(matches!(err, RegistrationError::TransportCertificate(_)), "{err:?}");
+        }
+        assert_eq!(u.f.clients().await, 0);
+    }
+
+    /// Checklist O.128, O.131: management is authorised by an access token of this client, from
+    /// this issuer, unexpired, bound to the certificate of the request; never by the
+    /// registration access token. Every refusal is 401 invalid_token.
+    #[tokio::test]
+    async fn management_needs_the_clients_own_bound_access_token() {
+        let u = uk_fixture(&[]);
+        let v = u.register(json!({})).await.unwrap();
+        let id = id_of(&v);
+        let good = u.token(&id, json!({}));
+        let read = u.f.registrar.read(&id, Some(&good), &u.f.peer).await.unwrap();
+        assert_eq!(read["client_id"], id);
+        assert_eq!(read["scope"], "accounts:read");
+        assert!(read.get("registration_access_token").is_none());
+
+        let other = u.register(json!({})).await.unwrap();
+        let mut refused: Vec<(&str, String)> = vec![
+            ("another issuer", u.token(&id, json!({ "iss": "https://other-as.test" }))),
+            ("another client's token", u.token(&id_of(&other), json!({}))),
+            ("no client_id", u.token(&id, json!({ "client_id": null }))),
+            ("expired", u.token(&id, json!({ "exp": NOW }))),
+            ("no exp", u.token(&id, json!({ "exp": null }))),
+            ("no iat", u.token(&id, json!({ "iat": null }))),
+            ("bound to another certificate", u.token(&id, json!({ "cnf": { "x5t#S256": "x" } }))),
+            ("not bound", u.token(&id, json!({ "cnf": null }))),
+            ("no jti", u.token(&id, json!({ "jti": null }))),
+            ("revoked (RFC 7009)", {
+                let t = u.token(&id, json!({}));
+                u.revocations.insert(t.clone(), tessera_core::UnixTime(NOW + 300));
+                t
+            }),
+            ("not a token this server issued", "at-unknown".to_owned()),
+        ];
+        if let Some(rat) = v["registration_access_token"].as_str() {
+            refused.push(("the registration access token", rat.to_owned()));
+        }
+        for (name, token) in &refused {
+            let err = u.f.registrar.read(&id, Some(token), &u.f.peer).await.unwrap_err();
+            assert!(matches!(err, RegistrationError::InvalidToken(_)), "{name}: {err:?}");
+            assert_eq!(err.status().code().as_u16(), 401, "{name}");
+            let err = u.f.registrar.delete(&id, Some(token), &u.f.peer).await.unwrap_err();
+            assert!(matches!(err, RegistrationError::InvalidToken(_)), "{name} (delete): {err:?}");
+        }
+        let err = u.f.registrar.read(&id, None, &u.f.peer).await.unwrap_err();
+        assert!(matches!(err, RegistrationError::InvalidToken(_)), "{err:?}");
+        let err = u.f.registrar.read("unknown-client", Some(&good), &u.f.peer).await.unwrap_err();
+        assert!(matches!(err, RegistrationError::InvalidToken(_)), "{err:?}");
+        // The certificate of the request matters, not only the token's binding.
+        let twin = transport_cert(&u.f.ca, SOFTWARE, Some(ORG));
+        let err = u.f.registrar.read(&id, Some(&good), &twin).await.unwrap_err();
+        assert!(matches!(err, RegistrationError::InvalidToken(_)), "{err:?}");
+
+        // A suspended client cannot manage its registration.
+        let mut suspended = u.f.store.get_client(&ClientId::new(&id)).await.unwrap().unwrap();
+        suspended.status = ClientStatus::Suspended;
+        u.f.store.update_client(&suspended, &[]).await.unwrap();
+        let err = u.f.registrar.read(&id, Some(&good), &u.f.peer).await.unwrap_err();
+        assert!(matches!(err, RegistrationError::InvalidToken(_)), "{err:?}");
+        suspended.status = ClientStatus::Active;
+        u.f.store.update_client(&suspended, &[]).await.unwrap();
+        // Tokens issued before the client's not-before are dead.
+        let mut nb = suspended.clone();
+        nb.tokens_not_before = Some(tessera_core::UnixTime(NOW + 1));
+        u.f.store.update_client(&nb, &[]).await.unwrap();
+        let err = u.f.registrar.read(&id, Some(&good), &u.f.peer).await.unwrap_err();
+        assert!(matches!(err, RegistrationError::InvalidToken(_)), "{err:?}");
+        let fresh = u.token(&id, json!({ "iat": NOW + 1 }));
+        u.f.registrar.read(&id, Some(&fresh), &u.f.peer).await.unwrap();
+        assert_eq!(u.f.store.get_client(&ClientId::new(&id)).await.unwrap().unwrap().updated_at.0, NOW);
+    }
+
+    /// Without a verifier, no bearer token authorises management (fail closed).
+    #[tokio::test]
+    async fn management_without_a_token_verifier_is_refused() {
+        let endpoints: Arc<dyn JwksFetcher> = Arc::new(Endpoints::default());
+        let f = fixture_with(|s| {
+            s.profile = Profile::UkOpenBanking { audiences: vec![] };
+            s.software_jwks = Some(endpoints);
+        });
+        let key = generate(SigningAlg::ES256, KeyId::new("software-1")).unwrap();
+        let ssa = f.sign(&with(claims(), json!({ "software_jwks": jwks(&[&key.public_jwk]) })));
+        let u = Uk {
+            f,
+            software: key,
+            endpoints: Arc::new(Endpoints::default()),
+            tokens: Arc::default(),
+            revocations: Arc::new(Revocations::new()),
+        };
+        let v = u.f.registrar.register(&u.sign(&u.request(&ssa)), &u.f.peer).await.unwrap();
+        let id = id_of(&v);
+        for token in [u.token(&id, json!({})), token_of(&v)] {
+            let err = u.f.registrar.read(&id, Some(&token), &u.f.peer).await.unwrap_err();
+            assert!(matches!(err, RegistrationError::InvalidToken(_)), "{err:?}");
+        }
+    }
+
+    /// Checklist O.128: PUT resends every claim as a signed request; it keeps earlier decisions
+    /// and the client's tokens. DELETE offboards the client; then everything is 401.
+    #[tokio::test]
+    async fn update_and_delete() {
+        let u = uk_fixture(&[]);
+        let ssa = u.ssa(json!({}));
+        let v = u.f.registrar.register(&u.sign(&u.request(&ssa)), &u.f.peer).await.unwrap();
+        let id = id_of(&v);
+        let token = u.token(&id, json!({}));
+
+        u.f.clock.advance(30);
+        let later = |changes: Value| {
+            with(
+                u.request(&ssa),
+                with(json!({ "iat": NOW + 30, "exp": NOW + 330 }).as_object().unwrap().clone(), changes).into(),
+            )
+        };
+        // client_id may be left out: the URL names the client.
+        let body = u.sign(&later(json!({ "scope": "accounts:read balances:read" })));
+        let updated = u.f.registrar.update(&id, Some(&token), &u.f.peer, &body).await.unwrap();
+        assert_eq!(updated["client_id"], id);
+        assert_eq!(updated["scope"], "accounts:read balances:read");
+        let stored = u.f.store.get_client(&ClientId::new(&id)).await.unwrap().unwrap();
+        assert_eq!(stored.updated_at.0, NOW + 30);
+        assert_eq!(stored.scopes.len(), 2);
+        assert_eq!(stored.tokens_not_before, None, "a PUT does not invalidate tokens");
+        u.f.registrar.read(&id, Some(&token), &u.f.peer).await.unwrap();
+
+        // A PUT is a registration request: signed, fresh, for this client.
+        let refusals: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("JSON", serde_json::to_vec(&later(json!({}))).unwrap(), "signed JWT"),
+            ("expired", u.sign(&later(json!({ "exp": NOW + 30 }))), "expired"),
+            ("another client_id", u.sign(&later(json!({ "client_id": "someone-else" }))), "does not match"),
+            ("iss too long", u.sign(&later(json!({ "iss": "a2345678901234567890123" }))), "longer than 22"),
+            (
+                "alg none",
+                {
+                    let claims = Value::Object(later(json!({})));
+                    format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64json(&claims)).into_bytes()
+                },
+                "\"none\"",
+            ),
+            (
+                "statement of another organisation",
+                u.sign(&with(
+                    u.request(&u.ssa(json!({ "org_id": "org-0002" }))),
+                    json!({ "iat": NOW + 30, "exp": NOW + 330 }),
+                )),
+                "another organisation",
+            ),
+        ];
+        for (name, body, says) in &refusals {
+            let err = u.f.registrar.update(&id, Some(&token), &u.f.peer, body).await.unwrap_err();
+            assert_eq!(err.status().code().as_u16(), 400, "{name}: {err}");
+            assert!(err.to_string().contains(says), "{name}: {err}");
+        }
+        assert_eq!(u.f.store.get_client(&ClientId::new(&id)).await.unwrap().unwrap().updated_at.0, NOW + 30);
+
+        // A fresh statement of the same software is accepted.
+        let fresh = u.ssa(json!({}));
+        let body = u.sign(&with(u.request(&fresh), json!({ "iat": NOW + 30, "exp": NOW + 330, "client_id": id })));
+        let updated = u.f.registrar.update(&id, Some(&token), &u.f.peer, &body).await.unwrap();
+        assert_eq!(updated["software_statement"], fresh);
+        assert_eq!(updated["scope"], "accounts:read");
+
+        u.f.clock.advance(5);
+        u.f.registrar.delete(&id, Some(&token), &u.f.peer).await.unwrap();
+        let stored = u.f.store.get_client(&ClientId::new(&id)).await.unwrap().unwrap();
+        assert_eq!(stored.status, ClientStatus::Offboarded);
+        let after = u.token(&id, json!({ "iat": NOW + 100 }));
+        for t in [&token, &after] {
+            let r = u.f.registrar.read(&id, Some(t), &u.f.peer).await.unwrap_err();
+            let p = u.f.registrar.update(&id, Some(t), &u.f.peer, &body).await.unwrap_err();
+            let d = u.f.registrar.delete(&id, Some(t), &u.f.peer).await.unwrap_err();
+            for (op, e) in [("read", r), ("update", p), ("delete", d)] {
+                assert!(matches!(e, RegistrationError::InvalidToken(_)), "after delete, {op}: {e:?}");
+            }
+        }
+    }
 }

@@ -32,8 +32,9 @@ impl OAuthError for RegistrationError {
             | InvalidRequest(d)
             | TransportCertificate(d)
             | InvalidToken(d) => d.clone(),
+            // The surface says what it accepts: JSON, or a JWS in the UK profile.
+            UnsupportedMediaType(d) => d.clone(),
             PayloadTooLarge(max) => format!("the request body is larger than {max} bytes"),
-            UnsupportedMediaType(t) => format!("content type {t:?} is not accepted; send application/json"),
             Unavailable { internal } => {
                 tracing::warn!(cause = %internal, "registration temporarily unavailable");
                 "the registration service is temporarily unavailable; retry later".into()

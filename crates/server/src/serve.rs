@@ -58,6 +58,19 @@ pub fn redact_url(url: &str) -> String {
 
 /// The durable store named by the configuration, migrated.
 pub async fn connect_store(config: &Config) -> Result<Arc<DieselStore>, StoreError> {
+    connect_store_sized(config, config.pool_size).await
+}
+
+/// The store for a one-shot command (`tessera clients|review|...|keys`): one connection. The
+/// pool opens its connections in background threads; with the server's size, a short command
+/// would exit while some are still being opened, and libpq (its Kerberos/GSS code) crashes the
+/// process at exit (SIGSEGV or SIGABRT after the work was done). One connection is opened for the
+/// first query and reused, so none is being opened when the command exits.
+pub async fn connect_store_for_command(config: &Config) -> Result<Arc<DieselStore>, StoreError> {
+    connect_store_sized(config, 1).await
+}
+
+async fn connect_store_sized(config: &Config, max_size: u32) -> Result<Arc<DieselStore>, StoreError> {
     if let Some(parent) = config
         .database_url
         .strip_prefix("sqlite://")
@@ -69,10 +82,7 @@ pub async fn connect_store(config: &Config) -> Result<Arc<DieselStore>, StoreErr
     }
     let store = DieselStore::connect(
         &config.database_url,
-        PoolOptions {
-            max_size: config.pool_size,
-            connection_timeout: Duration::from_secs(config.connect_timeout_secs.max(1)),
-        },
+        PoolOptions { max_size, connection_timeout: Duration::from_secs(config.connect_timeout_secs.max(1)) },
     )
     .await?;
     Ok(Arc::new(store))
@@ -189,7 +199,7 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
     keys.clone().spawn_refresher(Duration::from_secs(config.key_reload_interval_secs));
     let mut registrar =
         surfaces::registrar(&config, anchors.clone(), client_store, audit, cache.clone(), clock.clone(), rng.clone())?
-            .with_access_token_verifier(keys.clone());
+            .with_access_token_verifier(keys.clone(), revocations.clone());
     if let Some(r) = &redis {
         let r = r.clone();
         registrar = registrar.with_change_hook(Arc::new(move |id: &tessera_core::ClientId| {
@@ -272,8 +282,9 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
                 crate::cluster::publish(&r, tessera_store_redis::Notice::ClientChanged { client_id: id.to_string() })
             })
         });
-    let mut admin = tessera_admin::Admin::new(admin_store.clone(), admin_audit, clock.clone(), config.lifecycle.clone())
-        .with_cache(cache.clone(), change_hook);
+    let mut admin =
+        tessera_admin::Admin::new(admin_store.clone(), admin_audit, clock.clone(), config.lifecycle.clone())
+            .with_cache(cache.clone(), change_hook);
     if !config.webhook_urls.is_empty() {
         let client = crate::fetch::client(&config.webhook_cas).map_err(crate::surfaces::SurfaceError::Registration)?;
         let notifier = crate::notify::Notifier::start(
