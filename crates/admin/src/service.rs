@@ -490,7 +490,13 @@ mod tests {
     }
 
     fn grant(scope: &str, state: ScopeState, rule: &str) -> ScopeGrant {
-        ScopeGrant { scope: scope.into(), state, rule: rule.into(), decided_at: UnixTime(NOW - 365 * DAY), reason: None }
+        ScopeGrant {
+            scope: scope.into(),
+            state,
+            rule: rule.into(),
+            decided_at: UnixTime(NOW - 365 * DAY),
+            reason: None,
+        }
     }
 
     /// An active client: accounts:read granted, payments:write pending, fx:read denied.
@@ -649,7 +655,10 @@ mod tests {
         assert_eq!(c.expires_at, Some(UnixTime(NOW + 365 * DAY)));
         assert_eq!(c.status, ClientStatus::Active);
         let log = f.audit().await;
-        assert_eq!(log[0].event.data, *json!({"previous_expires_at": null, "expires_at": NOW + 1}).as_object().unwrap());
+        assert_eq!(
+            log[0].event.data,
+            *json!({"previous_expires_at": null, "expires_at": NOW + 1}).as_object().unwrap()
+        );
         assert_eq!(
             log[1].event.data,
             *json!({"previous_expires_at": NOW + 1, "expires_at": NOW + 365 * DAY}).as_object().unwrap()
@@ -847,10 +856,7 @@ mod tests {
         valid.expires_at = Some(UnixTime(NOW + 1));
         let f = Fixture::new(vec![expired, valid]).await;
         let actions = f.admin.sweep(UnixTime(NOW)).await.unwrap();
-        assert_eq!(
-            actions,
-            [SweepAction { client_id: "expired".into(), action: "suspend", rule: "expired".into() }]
-        );
+        assert_eq!(actions, [SweepAction { client_id: "expired".into(), action: "suspend", rule: "expired".into() }]);
         let c = f.stored("expired").await;
         assert_eq!((c.status, c.status_reason.as_deref()), (ClientStatus::Suspended, Some("expired")));
         assert_eq!(f.stored("valid").await.status, ClientStatus::Active);

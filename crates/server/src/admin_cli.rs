@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tessera_admin::service::{inventory_csv, inventory_row};
 use tessera_admin::{Admin, AdminError, ClientFilter};
 use tessera_core::client::{ClientRecord, ClientStatus, ScopeState};
-use tessera_core::{Clock, FixedClock, SystemClock, UnixTime};
+use tessera_core::{Clock, SystemClock, UnixTime};
 use tessera_store::{AuditLog, ClientStore};
 
 use crate::cli::{Source, fmt_time, load_for_admin};
@@ -175,7 +175,7 @@ async fn ctx(source: &Source, clock: Arc<dyn Clock>) -> Result<Ctx, ExitCode> {
         eprintln!("tessera: {e}");
         ExitCode::from(2)
     })?;
-    let store = crate::serve::connect_store(&config).await.map_err(|e| {
+    let store = crate::serve::connect_store_for_command(&config).await.map_err(|e| {
         eprintln!("tessera: {e}");
         ExitCode::from(1)
     })?;
@@ -438,7 +438,8 @@ pub async fn audit(cmd: AuditCommand) -> ExitCode {
 
 pub async fn sweep(args: SweepArgs) -> ExitCode {
     let now = args.as_of.unwrap_or_else(|| SystemClock.now().0);
-    let ctx = match ctx(&args.source, Arc::new(FixedClock::new(now))).await {
+    // The rules run as of `now`; the service's clock stays the real one (token cut-offs).
+    let ctx = match ctx(&args.source, Arc::new(SystemClock)).await {
         Ok(c) => c,
         Err(code) => return code,
     };

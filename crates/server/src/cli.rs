@@ -211,7 +211,7 @@ async fn keys_command(command: KeysCommand) -> ExitCode {
         Ok(c) => c,
         Err(e) => return config_failure(&e),
     };
-    let store = match serve::connect_store(&config).await {
+    let store = match serve::connect_store_for_command(&config).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("tessera: {e}");
