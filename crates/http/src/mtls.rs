@@ -1,7 +1,10 @@
 //! Trusting a presented client certificate: chain validation against the configured trust
 //! anchors (RFC 8705 §2.1, PKI method) with rustls-webpki, never by hand (RFC 8705 §7.5).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
 
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime as PkiTime};
 use tessera_core::UnixTime;
@@ -13,7 +16,16 @@ use crate::PeerCertificates;
 #[derive(Clone)]
 pub struct TrustAnchors {
     anchors: Arc<Vec<TrustAnchor<'static>>>,
+    /// Chains already validated, by SHA-256 of the presented chain: a keep-alive client sends
+    /// the same chain on every request, and the signature checks are the largest cost of a token
+    /// request. An entry lives until the leaf expires, at most `CACHE_TTL_SECS`.
+    verified: Arc<Mutex<HashMap<[u8; 32], (CertFacts, i64)>>>,
 }
+
+/// Longest a validation result is reused (bounds the effect of a CA change without restart).
+const CACHE_TTL_SECS: i64 = 600;
+/// Most cached chains; the cache is emptied when full (cheap, and it refills from live traffic).
+const CACHE_MAX: usize = 20_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
@@ -35,7 +47,7 @@ impl TrustAnchors {
                     .map_err(|e| ChainError::Malformed(format!("trust anchor: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(TrustAnchors { anchors: Arc::new(anchors) })
+        Ok(TrustAnchors { anchors: Arc::new(anchors), verified: Arc::new(Mutex::new(HashMap::new())) })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -45,6 +57,26 @@ impl TrustAnchors {
     /// Validates the presented chain (leaf + intermediates) at `now` for client authentication
     /// and returns the leaf's facts.
     pub fn verify(&self, peer: &PeerCertificates, now: UnixTime) -> Result<CertFacts, ChainError> {
+        let leaf = peer.leaf().ok_or(ChainError::Missing)?;
+        let key = chain_key(leaf.as_ref(), peer.intermediates());
+        if let Ok(cache) = self.verified.lock()
+            && let Some((facts, until)) = cache.get(&key)
+            && now.0 < *until
+        {
+            return Ok(facts.clone());
+        }
+        let facts = self.verify_uncached(peer, now)?;
+        if let Ok(mut cache) = self.verified.lock() {
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+            let until = facts.not_after.0.min(now.0 + CACHE_TTL_SECS);
+            cache.insert(key, (facts.clone(), until));
+        }
+        Ok(facts)
+    }
+
+    fn verify_uncached(&self, peer: &PeerCertificates, now: UnixTime) -> Result<CertFacts, ChainError> {
         let leaf = peer.leaf().ok_or(ChainError::Missing)?;
         let end_entity = webpki::EndEntityCert::try_from(leaf).map_err(|e| ChainError::Malformed(e.to_string()))?;
         let algs = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms.all;
@@ -62,6 +94,15 @@ impl TrustAnchors {
             .map_err(|e| ChainError::Untrusted(describe(&e)))?;
         CertFacts::from_der(leaf.as_ref()).map_err(|e| ChainError::Malformed(e.to_string()))
     }
+}
+
+fn chain_key(leaf: &[u8], intermediates: &[CertificateDer<'_>]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in std::iter::once(leaf).chain(intermediates.iter().map(|c| c.as_ref())) {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    h.finalize().into()
 }
 
 /// A sentence a developer can act on, for the errors that happen in practice.
@@ -122,9 +163,14 @@ mod tests {
         assert!(matches!(anchors.verify(&server_only, NOW), Err(ChainError::Untrusted(m)) if m.contains("key usage")));
         let good = PeerCertificates::from_chain(vec![leaf(&ca, ExtendedKeyUsagePurpose::ClientAuth)]);
         // rcgen's default validity ends in 4096; far past that the certificate has expired.
+        assert!(anchors.verify(&good, NOW).is_ok());
+        // A cached success is not reused past the certificate's expiry.
         assert!(
             matches!(anchors.verify(&good, UnixTime(70_000_000_000)), Err(ChainError::Untrusted(m)) if m.contains("expired"))
         );
+        // Nor is it shared with another set of anchors.
+        let other_anchors = TrustAnchors::from_ders(&[other.der().clone()]).unwrap();
+        assert!(other_anchors.verify(&good, NOW).is_err());
         let garbage = PeerCertificates::from_chain(vec![CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00])]);
         assert!(matches!(anchors.verify(&garbage, NOW), Err(ChainError::Malformed(_))));
     }
