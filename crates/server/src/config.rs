@@ -636,7 +636,10 @@ fn validate(raw: RawConfig, dev_mode: bool) -> Result<Config, ConfigError> {
     }
     for (i, u) in raw.notifications.webhook_urls.iter().enumerate() {
         if !u.starts_with("https://") {
-            return Err(ConfigError::new(format!("notifications.webhook_urls[{i}]"), format!("{u:?} must be an https URL")));
+            return Err(ConfigError::new(
+                format!("notifications.webhook_urls[{i}]"),
+                format!("{u:?} must be an https URL"),
+            ));
         }
     }
     let webhook_urls = raw.notifications.webhook_urls.clone();
@@ -993,11 +996,7 @@ mod tests {
                 dormancy_days: [("low".to_string(), 1)].into_iter().collect(),
                 ..RawLifecycle::default()
             },
-            notifications: RawNotifications {
-                webhook_urls: vec![String::new()],
-                ca_files: vec![],
-                max_attempts: 1,
-            },
+            notifications: RawNotifications { webhook_urls: vec![String::new()], ca_files: vec![], max_attempts: 1 },
             token: RawToken {
                 default_audience: Some(String::new()),
                 tier_lifetime_secs: [("low".to_string(), 1)].into_iter().collect(),

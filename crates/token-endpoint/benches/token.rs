@@ -169,7 +169,8 @@ fn bench(c: &mut Criterion) {
         (service, null)
     });
     let peer = PeerCertificates::from_chain(vec![CertificateDer::from(leaf.clone())]);
-    let form = |id: &str| Form(vec![("grant_type".into(), "client_credentials".into()), ("client_id".into(), id.into())]);
+    let form =
+        |id: &str| Form(vec![("grant_type".into(), "client_credentials".into()), ("client_id".into(), id.into())]);
     let (pki_form, ss_form) = (form("pki-client"), form("self-signed-client"));
     rt.block_on(service.token(&pki_form, false, &peer)).expect("tls_client_auth token");
     rt.block_on(service.token(&ss_form, false, &peer)).expect("self-signed token");
@@ -182,7 +183,8 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(rt.block_on(service.token(&ss_form, false, &peer)).expect("token")))
     });
     g.bench_function("authenticate_only_tls_client_auth", |b| {
-        let creds = tessera_token_endpoint::auth::Credentials { form: &pki_form, authorization_header: false, peer: &peer };
+        let creds =
+            tessera_token_endpoint::auth::Credentials { form: &pki_form, authorization_header: false, peer: &peer };
         b.iter(|| black_box(rt.block_on(service.authenticate(&creds, UnixTime(1_800_000_000))).expect("auth")))
     });
     g.finish();
