@@ -3,6 +3,7 @@
 //! rule), claims, ES256 signing, the group-committed audit hand-off (to a log that keeps
 //! nothing) and the usage recorder. The same with self_signed_tls_client_auth shows what the
 //! chain validation costs. `cargo bench -p tessera-token-endpoint` (`-- --quick` for a short run).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 use std::sync::Arc;
