@@ -19,8 +19,11 @@ pub struct TrustAnchors {
     /// Chains already validated, by SHA-256 of the presented chain: a keep-alive client sends
     /// the same chain on every request, and the signature checks are the largest cost of a token
     /// request. An entry lives until the leaf expires, at most `CACHE_TTL_SECS`.
-    verified: Arc<Mutex<HashMap<[u8; 32], (CertFacts, i64)>>>,
+    verified: Arc<Mutex<VerifiedChains>>,
 }
+
+/// Chain hash -> (facts of the leaf, Unix time until which the result may be reused).
+type VerifiedChains = HashMap<[u8; 32], (CertFacts, i64)>;
 
 /// Longest a validation result is reused (bounds the effect of a CA change without restart).
 const CACHE_TTL_SECS: i64 = 600;
