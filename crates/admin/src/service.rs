@@ -61,6 +61,14 @@ pub struct SweepAction {
 
 pub type ChangeHook = Arc<dyn Fn(&ClientId) + Send + Sync>;
 
+/// The directory's current view of an organisation, where the directory offers one
+/// (`Some("Active")`, `Some("Revoked")`, …); `None` when it cannot say (no status service, or it
+/// did not answer: the sweeper then leaves the client alone).
+#[async_trait::async_trait]
+pub trait OrgStatusSource: Send + Sync {
+    async fn status(&self, directory: &str, org_id: &str) -> Option<String>;
+}
+
 /// Receives each lifecycle event after it is durable (outbound notifications).
 pub type EventHook = Arc<dyn Fn(Map<String, Value>) + Send + Sync>;
 
@@ -72,6 +80,7 @@ pub struct Admin {
     cache: Option<Arc<ClientCache>>,
     on_change: Option<ChangeHook>,
     on_event: Option<EventHook>,
+    org_status: Option<Arc<dyn OrgStatusSource>>,
 }
 
 /// The marker the sweeper puts in `status_reason`, so that it can tell its own dormancy
@@ -85,7 +94,14 @@ impl Admin {
         clock: Arc<dyn Clock>,
         lifecycle: LifecyclePolicy,
     ) -> Admin {
-        Admin { clients, audit, clock, lifecycle, cache: None, on_change: None, on_event: None }
+        Admin { clients, audit, clock, lifecycle, cache: None, on_change: None, on_event: None, org_status: None }
+    }
+
+    /// The sweeper suspends active clients whose organisation the directory no longer lists as
+    /// Active.
+    pub fn with_org_status(mut self, source: Arc<dyn OrgStatusSource>) -> Admin {
+        self.org_status = Some(source);
+        self
     }
 
     pub fn with_events(mut self, hook: EventHook) -> Admin {
@@ -297,6 +313,7 @@ impl Admin {
     /// outlived its grace period offboards. Every action is audited with the rule that fired.
     pub async fn sweep(&self, now: UnixTime) -> Result<Vec<SweepAction>, AdminError> {
         let mut actions = Vec::new();
+        let mut org_statuses: std::collections::HashMap<(String, String), Option<String>> = Default::default();
         for c in self.clients.list_clients().await? {
             let id = c.client_id.to_string();
             let action = match c.status {
@@ -334,6 +351,28 @@ impl Admin {
                     ))
                 }
                 _ => None,
+            };
+            // The directory's status check, where it offers one: an organisation it no longer
+            // lists as Active loses access (checked once per organisation per sweep).
+            let action = match (action, &self.org_status) {
+                (None, Some(source)) if c.status == ClientStatus::Active => {
+                    let key = (c.directory.clone(), c.org_id.clone());
+                    let status = match org_statuses.get(&key) {
+                        Some(s) => s.clone(),
+                        None => {
+                            let s = source.status(&c.directory, &c.org_id).await;
+                            org_statuses.insert(key, s.clone());
+                            s
+                        }
+                    };
+                    status.filter(|s| !s.eq_ignore_ascii_case("active")).map(|s| {
+                        (
+                            "suspend",
+                            format!("org-status: directory {} lists organisation {} as {s}", c.directory, c.org_id),
+                        )
+                    })
+                }
+                (action, _) => action,
             };
             let Some((action, rule)) = action else { continue };
             // The sweeper acts at `now`, which tests may move: the records carry that time. The
@@ -864,6 +903,54 @@ mod tests {
         f.clock.advance(365 * DAY);
         let later = f.admin.sweep(f.clock.now()).await.unwrap();
         assert!(later.iter().all(|a| a.client_id != "expired"), "{later:?}");
+    }
+
+    struct Directory(std::sync::Mutex<Vec<String>>);
+
+    #[async_trait::async_trait]
+    impl OrgStatusSource for Directory {
+        async fn status(&self, _directory: &str, org_id: &str) -> Option<String> {
+            self.0.lock().unwrap().push(org_id.to_owned());
+            match org_id {
+                "org-revoked" => Some("Revoked".into()),
+                "org-active" => Some("Active".into()),
+                _ => None,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn sweep_suspends_clients_of_an_organisation_the_directory_revoked() {
+        let mut revoked_a = client("revoked-a", "low", NOW - DAY, Some(NOW - 60));
+        revoked_a.org_id = "org-revoked".into();
+        let mut revoked_b = client("revoked-b", "low", NOW - DAY, Some(NOW - 60));
+        revoked_b.org_id = "org-revoked".into();
+        let mut fine = client("fine", "low", NOW - DAY, Some(NOW - 60));
+        fine.org_id = "org-active".into();
+        let mut unknown = client("unknown", "low", NOW - DAY, Some(NOW - 60));
+        unknown.org_id = "org-the-directory-cannot-say".into();
+        let mut f = Fixture::new(vec![revoked_a, revoked_b, fine, unknown]).await;
+        let directory = Arc::new(Directory(Default::default()));
+        f.admin = Admin::new(f.store.clone(), f.store.clone(), Arc::new(f.clock.clone()), policy())
+            .with_org_status(directory.clone());
+        let mut actions = f.admin.sweep(UnixTime(NOW)).await.unwrap();
+        actions.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        assert_eq!(actions.iter().map(|a| a.client_id.as_str()).collect::<Vec<_>>(), ["revoked-a", "revoked-b"]);
+        assert!(
+            actions
+                .iter()
+                .all(|a| a.action == "suspend" && a.rule.starts_with("org-status:") && a.rule.contains("Revoked"))
+        );
+        assert_eq!(f.stored("fine").await.status, ClientStatus::Active);
+        assert_eq!(
+            f.stored("unknown").await.status,
+            ClientStatus::Active,
+            "no answer from the directory is no reason to act"
+        );
+        let mut asked = directory.0.lock().unwrap().clone();
+        asked.sort();
+        asked.dedup();
+        assert_eq!(directory.0.lock().unwrap().len(), asked.len(), "one question per organisation per sweep");
     }
 
     #[tokio::test]

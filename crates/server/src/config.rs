@@ -188,6 +188,8 @@ pub struct RawDirectory {
     pub max_ssa_age_secs: i64,
     #[serde(default)]
     pub allow_reuse: bool,
+    #[serde(default)]
+    pub org_status_uri: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -429,6 +431,10 @@ pub struct Directory {
     pub algorithms: Vec<SigningAlg>,
     pub max_ssa_age_secs: i64,
     pub allow_reuse: bool,
+    /// `https://…{org_id}…`: where the directory says whether an organisation is still Active.
+    pub org_status_uri: Option<String>,
+    /// Trust anchors for fetches from this directory (JWKS, organisation status).
+    pub cas: Vec<CertificateDer<'static>>,
 }
 
 #[derive(Clone, Debug)]
@@ -838,12 +844,29 @@ fn validate_registration(raw: &RawRegistration) -> Result<Registration, ConfigEr
         if d.max_ssa_age_secs <= 0 {
             return Err(ConfigError::new(key("max_ssa_age_secs"), "must be positive"));
         }
+        if let Some(uri) = &d.org_status_uri
+            && (!uri.starts_with("https://") || !uri.contains("{org_id}"))
+        {
+            return Err(ConfigError::new(key("org_status_uri"), "must be an https URL containing {org_id}"));
+        }
+        let mut cas = Vec::new();
+        for (j, p) in d.jwks_ca_files.iter().enumerate() {
+            cas.extend(read_certs(&format!("{}[{j}]", key("jwks_ca_files")), p)?);
+        }
+        if d.org_status_uri.is_some() && cas.is_empty() {
+            return Err(ConfigError::new(
+                key("jwks_ca_files"),
+                "org_status_uri is fetched over TLS: list the CA files that anchor it",
+            ));
+        }
         directories.push(Directory {
             issuer: d.issuer.clone(),
             keys,
             algorithms,
             max_ssa_age_secs: d.max_ssa_age_secs,
             allow_reuse: d.allow_reuse,
+            org_status_uri: d.org_status_uri.clone(),
+            cas,
         });
     }
     Ok(Registration {
@@ -986,6 +1009,7 @@ mod tests {
                     algorithms: vec![],
                     max_ssa_age_secs: 1,
                     allow_reuse: false,
+                    org_status_uri: Some(String::new()),
                 }],
                 ..RawRegistration::default()
             },

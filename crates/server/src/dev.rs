@@ -364,6 +364,7 @@ fn dev_registration(manifest: &Manifest) -> RawRegistration {
             algorithms: vec!["ES256".into(), "PS256".into(), "EdDSA".into()],
             max_ssa_age_secs: 3600,
             allow_reuse: false,
+            org_status_uri: None,
         }],
         ..RawRegistration::default()
     }

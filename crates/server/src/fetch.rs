@@ -152,3 +152,34 @@ impl tessera_token_endpoint::ClientKeys for ClientKeyCache {
         source.keys(refresh).await
     }
 }
+
+/// The directories' organisation status services (`org_status_uri`), for the sweeper.
+pub struct HttpOrgStatus {
+    /// directory issuer -> (URI template with `{org_id}`, client trusting that directory's CAs)
+    pub directories: std::collections::HashMap<String, (String, reqwest::Client)>,
+}
+
+#[async_trait]
+impl tessera_admin::service::OrgStatusSource for HttpOrgStatus {
+    async fn status(&self, directory: &str, org_id: &str) -> Option<String> {
+        let (template, client) = self.directories.get(directory)?;
+        // The id goes into a path segment: keep it to characters that need no escaping.
+        if org_id.is_empty() || !org_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return None;
+        }
+        let url = template.replace("{org_id}", org_id);
+        let resp = match client.get(&url).send().await {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => {
+                tracing::warn!(url = %url, status = %r.status(), "organisation status check refused");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(url = %url, error = %e, "organisation status check failed");
+                return None;
+            }
+        };
+        let body: serde_json::Value = resp.json().await.ok()?;
+        body.get("status").or_else(|| body.get("org_status")).and_then(|s| s.as_str()).map(str::to_owned)
+    }
+}

@@ -298,6 +298,19 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
         admin = admin.with_events(Arc::new(move |event| notifier.send(event)));
         tracing::info!(webhooks = config.webhook_urls.len(), "lifecycle notifications enabled");
     }
+    let status_dirs: std::collections::HashMap<String, (String, reqwest::Client)> = config
+        .registration
+        .directories
+        .iter()
+        .filter_map(|d| {
+            let uri = d.org_status_uri.clone()?;
+            let client = crate::fetch::client(&d.cas).ok()?;
+            Some((d.issuer.clone(), (uri, client)))
+        })
+        .collect();
+    if !status_dirs.is_empty() {
+        admin = admin.with_org_status(Arc::new(crate::fetch::HttpOrgStatus { directories: status_dirs }));
+    }
     let admin = Arc::new(admin);
     let admin_auth = web::Data::new(tessera_admin::AdminAuth {
         anchors: tessera_http::mtls::TrustAnchors::from_ders(&config.admin_cas)
