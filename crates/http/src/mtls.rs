@@ -65,6 +65,7 @@ impl TrustAnchors {
         if let Ok(cache) = self.verified.lock()
             && let Some((facts, until)) = cache.get(&key)
             && now.0 < *until
+            && now.0 >= facts.not_before.0
         {
             return Ok(facts.clone());
         }
@@ -170,6 +171,10 @@ mod tests {
         // A cached success is not reused past the certificate's expiry.
         assert!(
             matches!(anchors.verify(&good, UnixTime(70_000_000_000)), Err(ChainError::Untrusted(m)) if m.contains("expired"))
+        );
+        // Nor before the certificate's notBefore (rcgen's default is 1975).
+        assert!(
+            matches!(anchors.verify(&good, UnixTime(100_000_000)), Err(ChainError::Untrusted(m)) if m.contains("not valid yet"))
         );
         // Nor is it shared with another set of anchors.
         let other_anchors = TrustAnchors::from_ders(&[other.der().clone()]).unwrap();
