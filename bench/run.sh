@@ -15,7 +15,8 @@
 #   --connections C  concurrent connections of the closed-loop scenarios (default 32)
 #   --no-build       use the binaries already built
 #   --only LIST      comma-separated scenario groups: token,ps256,handshake,introspect,openloop,
-#                    registration,memory,ceiling,cluster (default: all; cluster needs --cluster)
+#                    registration,memory,ceiling,cluster (default: all; cluster needs --cluster
+#                    and runs all of its own scenarios). registration and memory are one run.
 #
 # Loopback only; every load run is bounded in time or count and the script stops every process
 # it started (by pid) on exit. Results: one table on stdout and bench/results/<date>.json.
@@ -37,7 +38,7 @@ while [ $# -gt 0 ]; do
     --duration) DURATION=$2; shift ;;
     --connections) CONNECTIONS=$2; shift ;;
     --only) ONLY=$2; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | grep '^#'; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -241,11 +242,11 @@ token_scenarios() { # PREFIX TITLE_PREFIX GATEWAY_ID GWCERT GWKEY (uses URL PID 
     run_oha "${p}introspect_revoked" "${t}introspect revoked (pool of $n)" "$T_INTRO" "$PID" "$gwcert" "$gwkey" "$CA" "$URL/introspect" \
       "${FORM[@]}" -Z "$revoked" -c "$CONNECTIONS" -z "${DURATION}s"
   fi
-  if [ -z "$p" ] && want openloop; then
-    run_oha "token_es256_open_loop_5000" "token ES256 open loop 5,000/s" "$T_OPEN" "$PID" "$CERT" "$KEY" "$CA" "$URL/token" \
+  if want openloop; then
+    run_oha "${p}token_es256_open_loop_5000" "${t}token ES256 open loop 5,000/s" "$T_OPEN" "$PID" "$CERT" "$KEY" "$CA" "$URL/token" \
       "${FORM[@]}" -d "grant_type=client_credentials&client_id=$CID" -c 64 -z "${DURATION}s" -q 5000 --latency-correction
     # The same below this machine's capacity: latency without a growing queue.
-    run_oha "token_es256_open_loop_2000" "token ES256 open loop 2,000/s" "(below capacity)" "$PID" "$CERT" "$KEY" "$CA" "$URL/token" \
+    run_oha "${p}token_es256_open_loop_2000" "${t}token ES256 open loop 2,000/s" "(below capacity)" "$PID" "$CERT" "$KEY" "$CA" "$URL/token" \
       "${FORM[@]}" -d "grant_type=client_credentials&client_id=$CID" -c 64 -z "${DURATION}s" -q 2000 --latency-correction
   fi
 }
@@ -301,6 +302,11 @@ if want ceiling; then
   run_oha "ceiling_es256_keepalive" "CEILING token ES256 mTLS keep-alive" "(reference)" "$SERVER_PID" \
     "$CD/dev/client.pem" "$CD/dev/client.key" "$CD/dev/ca.pem" "$SERVER_URL/token" \
     "${FORM[@]}" -d "grant_type=client_credentials&client_id=ceiling" -c "$CONNECTIONS" -z "${DURATION}s"
+  if want openloop; then
+    run_oha "ceiling_es256_open_loop_5000" "CEILING token ES256 open loop 5,000/s" "(reference)" "$SERVER_PID" \
+      "$CD/dev/client.pem" "$CD/dev/client.key" "$CD/dev/ca.pem" "$SERVER_URL/token" \
+      "${FORM[@]}" -d "grant_type=client_credentials&client_id=ceiling" -c 64 -z "${DURATION}s" -q 5000 --latency-correction
+  fi
   if want handshake; then
     run_oha "ceiling_es256_new_handshake" "CEILING token ES256 new handshake/request" "(reference)" "$SERVER_PID" \
       "$CD/dev/client.pem" "$CD/dev/client.key" "$CD/dev/ca.pem" "$SERVER_URL/token" \

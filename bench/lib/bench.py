@@ -296,7 +296,28 @@ def print_table(res):
 
 
 def cmd_table(a):
-    print_table(json.load(open(a.file)))
+    res = json.load(open(a.file))
+    if a.markdown:
+        print_markdown(res)
+    else:
+        print_table(res)
+
+
+def print_markdown(res):
+    """The table as Markdown, for docs/performance.md."""
+    f = lambda v, d=2: "—" if v is None else f"{v:,.{d}f}"
+    print("| scenario | req/s (1 core) | p50 ms | p99 ms | errors | server CPU µs/req | 2-core est/s | others % | target (2 cores) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for s in res["scenarios"]:
+        cpu = s.get("server_cpu_us_per_request")
+        est = 2e6 / cpu if cpu and "open_loop" not in s["name"] else None
+        print(f"| {s['title']} | {f(s.get('rps'), 0)} | {f(s.get('p50_ms'))} | {f(s.get('p99_ms'))} | {s.get('errors')} | "
+              f"{f(cpu, 1)} | {f(est, 0)} | {f(s.get('others_cpu_percent_of_machine'), 0)} | {s.get('target') or ''} |")
+    print()
+    print("| state | RSS | target |")
+    print("|---|---:|---|")
+    for s in res["memory"]:
+        print(f"| {s['title']} | {s['rss_mb']:.1f} MB | {s.get('target') or ''} |")
 
 
 def main():
@@ -365,6 +386,7 @@ def main():
 
     s = sub.add_parser("table")
     s.add_argument("file")
+    s.add_argument("--markdown", action="store_true")
     s.set_defaults(f=cmd_table)
 
     a = p.parse_args()

@@ -3,7 +3,8 @@
 //! rule), claims, ES256 signing, the group-committed audit hand-off (to a log that keeps
 //! nothing) and the usage recorder. The chain is validated once and then found in the
 //! `TrustAnchors` cache, as for a client that keeps its connection or its certificate; the cold
-//! validation is `mtls/trust_anchors_verify_cold` in crates/http/benches/mtls.rs. `cargo bench -p tessera-token-endpoint` (`-- --quick` for a short run).
+//! validation is `mtls/trust_anchors_verify_cold` in crates/http/benches/mtls.rs.
+//! `cargo bench -p tessera-token-endpoint` (`-- --quick` for a short run).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;

@@ -82,7 +82,8 @@ fn main() {
                             let code = resp.status().as_u16();
                             let text = resp.text().await.unwrap_or_default();
                             if !(200..300).contains(&code) && out.first_error.is_none() {
-                                out.first_error = Some(format!("{code}: {}", text.chars().take(300).collect::<String>()));
+                                out.first_error =
+                                    Some(format!("{code}: {}", text.chars().take(300).collect::<String>()));
                             }
                             code.to_string()
                         }
