@@ -268,6 +268,20 @@ if want token || want handshake || want introspect || want openloop; then
   stop_server "$PID"
 fi
 
+if want introspect; then
+  # The introspection rows above mostly hit the verified-token cache (a pool of tokens asked about
+  # again and again, as a gateway does). This one has the cache off: every request checks an ES256
+  # signature, the cost of a token a gateway sees for the first time.
+  log "dev node (SQLite, ES256), verified-token cache off"
+  dev_node nocache TESSERA_INTROSPECTION__VERIFIED_CACHE_ENTRIES=0
+  n=$(( QUICK ? 300 : 1000 ))
+  $PY tokens --url "$URL" --cert "$CERT" --key "$KEY" --ca "$CA" --client-id "$CID" --gateway-id dev-gateway --n $n --out "$WORK/nocache-pool.txt"
+  $PY introspect-check --url "$URL" --cert "$GWCERT" --key "$GWKEY" --ca "$CA" --bodies "$WORK/nocache-pool.txt" --want true
+  run_oha "introspect_active_uncached" "introspect active, verified-token cache off" "$T_INTRO" "$PID" "$GWCERT" "$GWKEY" "$CA" "$URL/introspect" \
+    "${FORM[@]}" -Z "$WORK/nocache-pool.txt" -c "$CONNECTIONS" -z "${DURATION}s"
+  stop_server "$PID"
+fi
+
 if want ps256; then
   log "dev node (SQLite, PS256, fresh data dir)"
   dev_node ps256 TESSERA_KEYS__ALGORITHM=PS256

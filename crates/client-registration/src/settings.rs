@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tessera_core::Issuer;
 use tessera_core::keys::SigningAlg;
-use tessera_jose::Jwk;
+use tessera_jose::{Jwk, PreparedJwks};
 
 /// Where a directory's (or a software's) public keys come from.
 #[async_trait]
@@ -15,15 +15,36 @@ pub trait JwksSource: Send + Sync {
     /// The keys; `refresh` asks for a fresh copy (a `kid` was not found), which an
     /// implementation may rate-limit.
     async fn keys(&self, refresh: bool) -> Result<Vec<Jwk>, String>;
+
+    /// The same keys with their verifiers built: what verifying a software statement uses.
+    /// Building a verifier costs more than a verification, so implementations keep the prepared
+    /// set as long as the keys; this default prepares them on every call.
+    async fn prepared(&self, refresh: bool) -> Result<Arc<PreparedJwks>, String> {
+        Ok(Arc::new(PreparedJwks::new(&self.keys(refresh).await?)))
+    }
 }
 
-/// Keys given once (a JWKS file read at start).
-pub struct StaticJwks(pub Vec<Jwk>);
+/// Keys given once (a JWKS file read at start), prepared once.
+pub struct StaticJwks {
+    keys: Vec<Jwk>,
+    prepared: Arc<PreparedJwks>,
+}
+
+impl StaticJwks {
+    pub fn new(keys: Vec<Jwk>) -> StaticJwks {
+        let prepared = Arc::new(PreparedJwks::new(&keys));
+        StaticJwks { keys, prepared }
+    }
+}
 
 #[async_trait]
 impl JwksSource for StaticJwks {
     async fn keys(&self, _refresh: bool) -> Result<Vec<Jwk>, String> {
-        Ok(self.0.clone())
+        Ok(self.keys.clone())
+    }
+
+    async fn prepared(&self, _refresh: bool) -> Result<Arc<PreparedJwks>, String> {
+        Ok(self.prepared.clone())
     }
 }
 

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use tessera_core::UnixTime;
 use tessera_core::error::RegistrationError;
 use tessera_core::keys::SigningAlg;
-use tessera_jose::{VerifyError, verify_with_jwks};
+use tessera_jose::VerifyError;
 
 use crate::settings::{Directory, RegistrationSettings};
 
@@ -84,16 +84,16 @@ pub async fn verify(
 }
 
 async fn verify_signature(raw: &str, directory: &Directory) -> Result<Map<String, Value>, RegistrationError> {
-    let keys = directory.keys.keys(false).await.map_err(|e| RegistrationError::Unavailable {
+    let keys = directory.keys.prepared(false).await.map_err(|e| RegistrationError::Unavailable {
         internal: format!("directory {} keys: {e}", directory.issuer),
     })?;
-    let result = match verify_with_jwks(raw, &keys, None) {
+    let result = match keys.verify(raw, None) {
         // A key we do not know yet: the directory may have rotated. Ask once for fresh keys.
         Err(VerifyError::UnknownKey) => {
-            let keys = directory.keys.keys(true).await.map_err(|e| RegistrationError::Unavailable {
+            let keys = directory.keys.prepared(true).await.map_err(|e| RegistrationError::Unavailable {
                 internal: format!("directory {} keys: {e}", directory.issuer),
             })?;
-            verify_with_jwks(raw, &keys, None)
+            keys.verify(raw, None)
         }
         other => other,
     };

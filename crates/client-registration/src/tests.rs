@@ -108,7 +108,7 @@ fn fixture_with(tweak: impl FnOnce(&mut RegistrationSettings)) -> Fixture {
         profile: Profile::Rfc7591,
         directories: vec![Directory {
             issuer: DIRECTORY.into(),
-            keys: Arc::new(StaticJwks(vec![key.public_jwk.clone()])),
+            keys: Arc::new(StaticJwks::new(vec![key.public_jwk.clone()])),
             algorithms: vec![SigningAlg::ES256, SigningAlg::PS256],
             max_ssa_age_secs: MAX_AGE,
             allow_reuse: false,
@@ -1006,7 +1006,7 @@ async fn update_keeps_earlier_decisions_and_decides_only_new_scopes() {
         new,
         [(AuditKind::RegistrationUpdated, Value::Null), (AuditKind::ScopeDecision, json!("balances:read"))]
     );
-    assert_eq!(f.cache.get(&ClientId::new(&id)).unwrap().scopes.len(), 3, "cache follows the update");
+    assert_eq!(f.cache.get(&ClientId::new(&id)).unwrap().scopes().len(), 3, "cache follows the update");
 
     // Dropping a scope from the request drops its grant.
     let mut body = v.clone();

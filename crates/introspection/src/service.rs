@@ -170,7 +170,7 @@ mod tests {
     use base64::Engine;
     use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
     use rustls_pki_types::CertificateDer;
-    use tessera_core::client::{ClientRecord, ScopeGrant};
+    use tessera_core::client::{CachedClient, ClientRecord, ScopeGrant};
     use tessera_core::keys::{SignError, SignedJwt, SigningAlg, TokenSigner};
     use tessera_core::{ClientId, FixedClock, KeyId, OsRng, UnixTime};
     use tessera_http::mtls::TrustAnchors;
@@ -222,8 +222,12 @@ mod tests {
 
     #[async_trait]
     impl ClientKeys for RegisteredKeys {
-        async fn keys(&self, client: &ClientRecord, _refresh: bool) -> Result<Vec<Jwk>, String> {
-            let keys = client.metadata.get("jwks").and_then(|j| j.get("keys")).and_then(Value::as_array);
+        async fn keys(&self, client: &CachedClient, _refresh: bool) -> Result<Vec<Jwk>, String> {
+            let Some(tessera_core::client::RegisteredKeys::Jwks(jwks)) = client.auth().keys() else {
+                return Ok(vec![]);
+            };
+            let jwks: Value = serde_json::from_str(jwks).map_err(|e| e.to_string())?;
+            let keys = jwks.get("keys").and_then(Value::as_array);
             keys.into_iter()
                 .flatten()
                 .map(|k| Jwk::from_map(k.as_object().cloned().unwrap_or_default()).map_err(|e| e.to_string()))
@@ -583,7 +587,9 @@ mod tests {
         let sql = Arc::new(MemoryStore::new());
         let live = Arc::new(AtomicBool::new(false));
         let f = Fixture::new(Some(Fallback { live: live.clone(), tokens: sql.clone(), clients: sql.clone() }));
-        let fin = f.clients.get(&ClientId::new("fin")).unwrap();
+        // The record the fixture cached, as SQL holds it.
+        let fin = client("fin", &f.fintech.1, vec![grant("accounts:read", ScopeState::Granted)]);
+        assert_eq!(*f.clients.get(&ClientId::new("fin")).unwrap(), CachedClient::from(&fin));
         sql.insert_client(&fin, &[]).await.unwrap();
         let token = f.token(&claims("jti-1"));
         assert_eq!(f.json(&token).await["active"], true, "memory and SQL agree");
@@ -599,7 +605,7 @@ mod tests {
         // Suspended on another node.
         let token = f.token(&claims("jti-2"));
         assert_eq!(f.json(&token).await["active"], true);
-        let mut suspended = (*fin).clone();
+        let mut suspended = fin.clone();
         suspended.status = ClientStatus::Suspended;
         sql.update_client(&suspended, &[]).await.unwrap();
         assert_eq!(f.json(&token).await, json!({"active": false}));

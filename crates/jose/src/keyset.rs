@@ -10,6 +10,8 @@ use tessera_core::keys::{
 };
 use tessera_core::{KeyId, UnixTime};
 
+use crate::native::NativeSigner;
+use crate::verify::Verifier;
 use crate::{JoseError, KeyEncryptionKey};
 
 /// A stored key as the key set needs it: its timeline, its public JWK text and its encrypted
@@ -23,7 +25,32 @@ pub struct LoadedKey {
 struct ActiveKey {
     kid: KeyId,
     alg: SigningAlg,
-    signer: Box<dyn JwsSigner>,
+    signer: Signer,
+    /// The encoded JOSE header, the same for every token of a given `typ`: built once.
+    headers: std::sync::RwLock<Vec<(String, String)>>,
+}
+
+/// The active private key: aws-lc-rs for ES256 and EdDSA (every token is signed here, see
+/// `native.rs`), josekit for PS256.
+pub(crate) enum Signer {
+    Native(NativeSigner),
+    Jose(Box<dyn JwsSigner>),
+}
+
+impl Signer {
+    pub(crate) fn for_jwk(alg: SigningAlg, jwk: &Jwk) -> Result<Signer, JoseError> {
+        Ok(match NativeSigner::from_jwk(alg, jwk)? {
+            Some(native) => Signer::Native(native),
+            None => Signer::Jose(signer_for(alg, jwk)?),
+        })
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        match self {
+            Signer::Native(s) => s.sign(message).map_err(SignError::Crypto),
+            Signer::Jose(s) => s.sign(message).map_err(|e| SignError::Crypto(e.to_string())),
+        }
+    }
 }
 
 /// An immutable snapshot; the server swaps in a new one when keys change or a key activates.
@@ -32,7 +59,7 @@ pub struct KeySet {
     published: Vec<Jwk>,
     /// One ready verifier per published key: verification on the hot path (introspection,
     /// revocation) must not rebuild key objects per request.
-    verifiers: Vec<(String, SigningAlg, Box<dyn josekit::jws::JwsVerifier>)>,
+    verifiers: Vec<(String, SigningAlg, Verifier)>,
     jwks_json: String,
     states: Vec<(KeyTimeline, KeyState)>,
 }
@@ -83,7 +110,8 @@ impl KeySet {
                 active = Some(ActiveKey {
                     kid: timeline.kid.clone(),
                     alg: timeline.alg,
-                    signer: signer_for(timeline.alg, &private)?,
+                    signer: Signer::for_jwk(timeline.alg, &private)?,
+                    headers: std::sync::RwLock::new(Vec::new()),
                 });
             }
         }
@@ -106,8 +134,13 @@ impl KeySet {
     /// expected `typ`. Claims are not checked here.
     pub fn verify(&self, token: &str, typ: &str) -> Result<crate::VerifiedJwt, crate::VerifyError> {
         crate::verify::verify_with(token, Some(typ), |kid, alg| {
-            self.verifiers.iter().find(|(k, a, _)| Some(k.as_str()) == kid && *a == alg).map(|(_, _, v)| v.as_ref())
+            self.verifiers.iter().find(|(k, a, _)| Some(k.as_str()) == kid && *a == alg).map(|(_, _, v)| v)
         })
+    }
+
+    /// Whether the key `kid` is published (and so verifies) in this set.
+    pub fn publishes(&self, kid: &str) -> bool {
+        self.verifiers.iter().any(|(k, _, _)| k == kid)
     }
 
     pub fn active_kid(&self) -> Option<&KeyId> {
@@ -140,42 +173,56 @@ pub fn sign_with_jwk(
     typ: &str,
     claims: &Map<String, Value>,
 ) -> Result<String, JoseError> {
-    let signer = signer_for(alg, private_jwk)?;
+    let signer = Signer::for_jwk(alg, private_jwk)?;
     let mut header = serde_json::Map::new();
     header.insert("alg".into(), json!(alg.as_str()));
     header.insert("typ".into(), json!(typ));
     if let Some(kid) = private_jwk.key_id() {
         header.insert("kid".into(), json!(kid));
     }
-    compact(signer.as_ref(), &Value::Object(header), claims).map_err(|e| JoseError::Sign(e.to_string()))
+    let header = serde_json::to_vec(&Value::Object(header)).map_err(|e| JoseError::Sign(e.to_string()))?;
+    compact(&signer, &URL_SAFE_NO_PAD.encode(header), claims).map_err(|e| JoseError::Sign(e.to_string()))
 }
 
-fn compact(signer: &dyn JwsSigner, header: &Value, claims: &Map<String, Value>) -> Result<String, SignError> {
-    let header = serde_json::to_vec(header).map_err(|e| SignError::Crypto(e.to_string()))?;
+/// `BASE64URL(header) . BASE64URL(claims) . BASE64URL(signature)` (RFC 7515 §7.1), the header
+/// already encoded.
+fn compact(signer: &Signer, encoded_header: &str, claims: &Map<String, Value>) -> Result<String, SignError> {
     let payload = serde_json::to_vec(claims).map_err(|e| SignError::Crypto(e.to_string()))?;
-    let mut out = String::with_capacity(header.len() * 4 / 3 + payload.len() * 4 / 3 + 100);
-    URL_SAFE_NO_PAD.encode_string(header, &mut out);
+    let mut out = String::with_capacity(encoded_header.len() + payload.len() * 4 / 3 + 100);
+    out.push_str(encoded_header);
     out.push('.');
     URL_SAFE_NO_PAD.encode_string(payload, &mut out);
-    let signature = signer.sign(out.as_bytes()).map_err(|e| SignError::Crypto(e.to_string()))?;
+    let signature = signer.sign(out.as_bytes())?;
     out.push('.');
     URL_SAFE_NO_PAD.encode_string(signature, &mut out);
     Ok(out)
 }
 
+impl ActiveKey {
+    /// The encoded header for `typ`, built on first use. Only a handful of `typ`s exist
+    /// (`at+jwt`, `token-introspection+jwt`, `JWT`), so the list stays tiny.
+    fn encoded_header(&self, typ: &str) -> Result<String, SignError> {
+        let cached = |headers: &Vec<(String, String)>| headers.iter().find(|(t, _)| t == typ).map(|(_, h)| h.clone());
+        if let Some(h) = self.headers.read().ok().and_then(|g| cached(&g)) {
+            return Ok(h);
+        }
+        let header = json!({ "alg": self.alg.as_str(), "typ": typ, "kid": self.kid.as_str() });
+        let header = serde_json::to_vec(&header).map_err(|e| SignError::Crypto(e.to_string()))?;
+        let encoded = URL_SAFE_NO_PAD.encode(header);
+        if let Ok(mut g) = self.headers.write()
+            && g.len() < 16
+            && cached(&g).is_none()
+        {
+            g.push((typ.to_owned(), encoded.clone()));
+        }
+        Ok(encoded)
+    }
+}
+
 impl TokenSigner for KeySet {
     fn sign(&self, typ: &str, claims: &Map<String, Value>) -> Result<SignedJwt, SignError> {
         let active = self.active.as_ref().ok_or(SignError::NoActiveKey)?;
-        let header = json!({ "alg": active.alg.as_str(), "typ": typ, "kid": active.kid.as_str() });
-        let header = serde_json::to_vec(&header).map_err(|e| SignError::Crypto(e.to_string()))?;
-        let payload = serde_json::to_vec(claims).map_err(|e| SignError::Crypto(e.to_string()))?;
-        let mut compact = String::with_capacity(header.len() * 4 / 3 + payload.len() * 4 / 3 + 100);
-        URL_SAFE_NO_PAD.encode_string(header, &mut compact);
-        compact.push('.');
-        URL_SAFE_NO_PAD.encode_string(payload, &mut compact);
-        let signature = active.signer.sign(compact.as_bytes()).map_err(|e| SignError::Crypto(e.to_string()))?;
-        compact.push('.');
-        URL_SAFE_NO_PAD.encode_string(signature, &mut compact);
+        let compact = compact(&active.signer, &active.encoded_header(typ)?, claims)?;
         Ok(SignedJwt { compact, kid: active.kid.clone(), alg: active.alg })
     }
 }

@@ -36,10 +36,10 @@ impl NoticeHandler for CacheUpdater {
     }
 
     async fn resync(&self) -> Result<(), StoreError> {
-        let clients = self.client_store.list_clients().await?;
+        // In pages, without materialising every full record at once (see `ClientCache::load`).
+        let clients = self.clients.load(self.client_store.as_ref()).await?;
         let revoked = self.token_store.revoked(self.clock.now()).await?;
-        tracing::info!(clients = clients.len(), revoked = revoked.len(), "caches rebuilt from SQL");
-        self.clients.replace_all(clients);
+        tracing::info!(clients, revoked = revoked.len(), "caches rebuilt from SQL");
         self.revocations.replace_all(revoked);
         Ok(())
     }

@@ -303,12 +303,21 @@ fn default_redis_prefix() -> String {
 pub struct RawIntrospection {
     #[serde(default = "default_entitlement")]
     pub entitlement_scope: String,
+    #[serde(default = "default_verified_cache_entries")]
+    pub verified_cache_entries: usize,
 }
 
 impl Default for RawIntrospection {
     fn default() -> Self {
-        RawIntrospection { entitlement_scope: default_entitlement() }
+        RawIntrospection {
+            entitlement_scope: default_entitlement(),
+            verified_cache_entries: default_verified_cache_entries(),
+        }
     }
+}
+
+fn default_verified_cache_entries() -> usize {
+    8192
 }
 
 fn default_entitlement() -> String {
@@ -386,6 +395,7 @@ pub struct Config {
     pub registration: Registration,
     pub token: Token,
     pub introspection_scope: String,
+    pub verified_cache_entries: usize,
     pub redis: Option<RawRedis>,
     pub admin_subjects: Vec<tessera_core::dn::DistinguishedName>,
     pub admin_cas: Vec<CertificateDer<'static>>,
@@ -695,6 +705,7 @@ fn validate(raw: RawConfig, dev_mode: bool) -> Result<Config, ConfigError> {
         registration,
         token,
         introspection_scope: raw.introspection.entitlement_scope.clone(),
+        verified_cache_entries: raw.introspection.verified_cache_entries,
         redis: raw.redis.clone(),
         admin_subjects,
         admin_cas,

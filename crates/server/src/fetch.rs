@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use rustls_pki_types::CertificateDer;
 use tessera_client_registration::JwksSource;
 use tessera_client_registration::settings::JwksFetcher;
-use tessera_jose::Jwk;
+use tessera_jose::{Jwk, PreparedJwks};
 use tokio::sync::Mutex;
 
 const MAX_JWKS_BYTES: usize = 256 * 1024;
@@ -58,39 +58,51 @@ pub fn parse_jwks(bytes: &[u8]) -> Result<Vec<Jwk>, String> {
 pub struct RemoteJwks {
     url: String,
     client: reqwest::Client,
-    cache: Mutex<Option<(Vec<Jwk>, Instant)>>,
+    cache: Mutex<Option<Fetched>>,
 }
+
+/// The keys, their prepared verifiers (built once per fetch) and when they were fetched.
+type Fetched = (Vec<Jwk>, Arc<PreparedJwks>, Instant);
 
 impl RemoteJwks {
     pub fn new(url: String, client: reqwest::Client) -> RemoteJwks {
         RemoteJwks { url, client, cache: Mutex::new(None) }
+    }
+
+    async fn current(&self, refresh: bool) -> Result<(Vec<Jwk>, Arc<PreparedJwks>), String> {
+        let mut cache = self.cache.lock().await;
+        if let Some((keys, prepared, at)) = cache.as_ref() {
+            let age = at.elapsed();
+            if age < CACHE_TTL && (!refresh || age < MIN_REFRESH) {
+                return Ok((keys.clone(), prepared.clone()));
+            }
+        }
+        match fetch_jwks(&self.client, &self.url).await {
+            Ok(keys) => {
+                let prepared = Arc::new(PreparedJwks::new(&keys));
+                *cache = Some((keys.clone(), prepared.clone(), Instant::now()));
+                Ok((keys, prepared))
+            }
+            // Serve the last good copy while the directory is unreachable.
+            Err(e) => match cache.as_ref() {
+                Some((keys, prepared, _)) => {
+                    tracing::warn!(error = %e, "JWKS refresh failed; using the cached copy");
+                    Ok((keys.clone(), prepared.clone()))
+                }
+                None => Err(e),
+            },
+        }
     }
 }
 
 #[async_trait]
 impl JwksSource for RemoteJwks {
     async fn keys(&self, refresh: bool) -> Result<Vec<Jwk>, String> {
-        let mut cache = self.cache.lock().await;
-        if let Some((keys, at)) = cache.as_ref() {
-            let age = at.elapsed();
-            if age < CACHE_TTL && (!refresh || age < MIN_REFRESH) {
-                return Ok(keys.clone());
-            }
-        }
-        match fetch_jwks(&self.client, &self.url).await {
-            Ok(keys) => {
-                *cache = Some((keys.clone(), Instant::now()));
-                Ok(keys)
-            }
-            // Serve the last good copy while the directory is unreachable.
-            Err(e) => match cache.as_ref() {
-                Some((keys, _)) => {
-                    tracing::warn!(error = %e, "JWKS refresh failed; using the cached copy");
-                    Ok(keys.clone())
-                }
-                None => Err(e),
-            },
-        }
+        Ok(self.current(refresh).await?.0)
+    }
+
+    async fn prepared(&self, refresh: bool) -> Result<Arc<PreparedJwks>, String> {
+        Ok(self.current(refresh).await?.1)
     }
 }
 
@@ -124,32 +136,36 @@ impl ClientKeyCache {
 
 #[async_trait]
 impl tessera_token_endpoint::ClientKeys for ClientKeyCache {
-    async fn keys(&self, client: &tessera_core::client::ClientRecord, refresh: bool) -> Result<Vec<Jwk>, String> {
-        if let Some(jwks) = client.metadata.get("jwks") {
-            let id = client.client_id.to_string();
-            if let Ok(cache) = self.inline.lock()
-                && let Some((version, keys)) = cache.get(&id)
-                && *version == client.updated_at.0
-            {
-                return Ok(keys.clone());
+    async fn keys(&self, client: &tessera_core::client::CachedClient, refresh: bool) -> Result<Vec<Jwk>, String> {
+        use tessera_core::client::RegisteredKeys;
+        match client.auth().keys() {
+            Some(RegisteredKeys::Jwks(jwks)) => {
+                let id = client.client_id.to_string();
+                let version = client.updated_at.0;
+                if let Ok(cache) = self.inline.lock()
+                    && let Some((cached_version, keys)) = cache.get(&id)
+                    && *cached_version == version
+                {
+                    return Ok(keys.clone());
+                }
+                let keys = parse_jwks(jwks.as_bytes())?;
+                if let Ok(mut cache) = self.inline.lock() {
+                    cache.insert(id, (version, keys.clone()));
+                }
+                Ok(keys)
             }
-            let keys = parse_jwks(jwks.to_string().as_bytes())?;
-            if let Ok(mut cache) = self.inline.lock() {
-                cache.insert(id, (client.updated_at.0, keys.clone()));
+            Some(RegisteredKeys::JwksUri(uri)) => {
+                let source = {
+                    let mut remote = self.remote.lock().await;
+                    remote
+                        .entry(uri.to_string())
+                        .or_insert_with(|| Arc::new(RemoteJwks::new(uri.to_string(), self.client.clone())))
+                        .clone()
+                };
+                source.keys(refresh).await
             }
-            return Ok(keys);
+            None => Ok(vec![]),
         }
-        let Some(uri) = client.metadata.get("jwks_uri").and_then(|v| v.as_str()) else {
-            return Ok(vec![]);
-        };
-        let source = {
-            let mut remote = self.remote.lock().await;
-            remote
-                .entry(uri.to_owned())
-                .or_insert_with(|| Arc::new(RemoteJwks::new(uri.to_owned(), self.client.clone())))
-                .clone()
-        };
-        source.keys(refresh).await
     }
 }
 

@@ -207,6 +207,37 @@ impl tessera_core::keys::AccessTokenVerifier for KeyService {
     }
 }
 
+/// Introspection's and revocation's verifier: [`KeyService`] behind a cache of tokens whose
+/// signature already verified (`[introspection] verified_cache_entries`). A gateway asks about the
+/// same token many times during its few minutes of life, and the signature check is two thirds of
+/// an introspection's CPU. Revocation and client state are still checked on every call by the
+/// caller; an entry is dropped when its key leaves the published set (`tessera_jose::VerifiedTokenCache`).
+pub struct CachingVerifier {
+    keys: Arc<KeyService>,
+    cache: tessera_jose::VerifiedTokenCache,
+}
+
+impl CachingVerifier {
+    pub fn new(keys: Arc<KeyService>, entries: usize) -> CachingVerifier {
+        CachingVerifier { keys, cache: tessera_jose::VerifiedTokenCache::new(entries) }
+    }
+}
+
+impl tessera_core::keys::AccessTokenVerifier for CachingVerifier {
+    fn verify(&self, token: &str, typ: &str) -> Option<serde_json::Map<String, Value>> {
+        let keyset = self.keys.signer();
+        let now = self.keys.clock.now();
+        if let Some(claims) = self.cache.get(token, typ, now, |kid| keyset.publishes(kid)) {
+            return Some(claims);
+        }
+        let verified = keyset.verify(token, typ).ok()?;
+        if let Some(kid) = verified.header.get("kid").and_then(Value::as_str) {
+            self.cache.insert(token, typ, kid, &verified.claims, now);
+        }
+        Some(verified.claims)
+    }
+}
+
 impl tessera_core::keys::SignerSource for KeyService {
     fn current(&self) -> Arc<dyn TokenSigner> {
         self.signer()
@@ -300,5 +331,48 @@ mod tests {
         let states = list(store.as_ref(), &clock, POLICY).await.unwrap();
         let labels: Vec<_> = states.iter().map(|(_, s)| s.label()).collect();
         assert_eq!(labels, vec!["expired", "active"]);
+    }
+
+    /// A verified token is served from the cache only while its key is published and before its
+    /// exp; any other bytes are verified afresh.
+    #[tokio::test]
+    async fn caching_verifier_follows_the_published_keys() {
+        use tessera_core::keys::AccessTokenVerifier;
+        let store: Arc<dyn KeyStore> = Arc::new(MemoryStore::new());
+        let clock = FixedClock::new(1_000_000);
+        let kek = KeyEncryptionKey::from_bytes([3; 32]);
+        let svc = KeyService::start(
+            store.clone(),
+            kek.clone(),
+            Arc::new(clock.clone()),
+            POLICY,
+            SigningAlg::ES256,
+            metadata(),
+        )
+        .await
+        .unwrap();
+        let verifier = CachingVerifier::new(svc.clone(), 100);
+        let mut claims = serde_json::Map::new();
+        claims.insert("sub".into(), json!("c1"));
+        claims.insert("exp".into(), json!(1_000_000 + 5_000));
+        let token = svc.signer().sign("at+jwt", &claims).unwrap().compact;
+        assert_eq!(verifier.verify(&token, "at+jwt").unwrap()["sub"], "c1");
+        assert_eq!(verifier.cache.len(), 1);
+        assert_eq!(verifier.verify(&token, "at+jwt").unwrap()["sub"], "c1", "served again");
+        assert!(verifier.verify(&token, "JWT").is_none(), "another typ is checked, and fails");
+        // Another payload under the cached signature is not served.
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged_payload =
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, br#"{"sub":"c2","exp":1005000}"#);
+        assert!(verifier.verify(&format!("{}.{forged_payload}.{}", parts[0], parts[2]), "at+jwt").is_none());
+
+        // Rotate, and let the old key pass its retention: its tokens stop verifying, cached or not.
+        rotate(store.as_ref(), &kek, &clock, POLICY, SigningAlg::ES256).await.unwrap();
+        clock.advance(100);
+        svc.reload().await.unwrap();
+        assert!(verifier.verify(&token, "at+jwt").is_some(), "old key still published");
+        clock.advance(1000);
+        svc.reload().await.unwrap();
+        assert!(verifier.verify(&token, "at+jwt").is_none(), "key withdrawn: the cached entry is not served");
     }
 }

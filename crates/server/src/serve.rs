@@ -184,7 +184,8 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
         provision_dev_gateway(store.as_ref(), m, &config.introspection_scope, clock.now()).await?;
     }
     let cache = Arc::new(ClientCache::new());
-    cache.replace_all(store.list_clients().await?);
+    // In pages: only one page of full records is ever in memory (see `ClientCache::load`).
+    cache.load(store.as_ref()).await?;
     let revocations = Arc::new(tessera_store::Revocations::new());
     revocations.replace_all(tessera_store::TokenStore::revoked(store.as_ref(), clock.now()).await?);
     tracing::info!(clients = cache.len(), "client cache loaded");
@@ -217,7 +218,8 @@ pub async fn run(source: Source, dev_listen: String, log_format: Option<LogForma
     let metrics = web::Data::new(Metrics::new());
     let keys_data = web::Data::from(keys.clone());
     let signer: Arc<dyn tessera_core::keys::SignerSource> = keys.clone();
-    let verifier: Arc<dyn tessera_core::keys::AccessTokenVerifier> = keys.clone();
+    let verifier: Arc<dyn tessera_core::keys::AccessTokenVerifier> =
+        Arc::new(crate::keys::CachingVerifier::new(keys.clone(), config.verified_cache_entries));
     let token_store: Arc<dyn tessera_store::TokenStore> = store.clone();
     let token_service = Arc::new(
         surfaces::token_service(
@@ -406,11 +408,12 @@ fn spawn_change_poller(store: Arc<dyn ClientStore>, cache: Arc<ClientCache>, clo
         loop {
             actix_web::rt::time::sleep(Duration::from_millis(500)).await;
             let now = clock.now();
-            // Seconds are coarse: look back a little, re-applying a change is harmless.
-            match store.changed_since(since.minus(2)).await {
+            // Looks back a little before `since` (seconds are coarse, commits may show late),
+            // reading whole only what the cache does not hold yet: see `poll_changes`.
+            match cache.poll_changes(store.as_ref(), since, now).await {
                 Ok(changed) => {
-                    for c in changed {
-                        cache.put(c);
+                    if changed > 0 {
+                        tracing::debug!(changed, "client changes applied");
                     }
                     since = now;
                 }

@@ -38,7 +38,7 @@ pub fn registrar(
     let mut directories = Vec::new();
     for d in &r.directories {
         let keys: Arc<dyn tessera_client_registration::JwksSource> = match &d.keys {
-            DirectoryKeys::Inline(text) => Arc::new(StaticJwks(
+            DirectoryKeys::Inline(text) => Arc::new(StaticJwks::new(
                 fetch::parse_jwks(text.as_bytes())
                     .map_err(|e| SurfaceError::Registration(format!("directory {}: {e}", d.issuer)))?,
             )),

@@ -11,8 +11,9 @@ use tessera_core::client::{ClientRecord, ClientStatus, ScopeGrant, ScopeState};
 use tessera_core::{ClientId, UnixTime};
 use tessera_store::{ClientStore, StoreError};
 
-use crate::audit::{ROWS_PER_INSERT, append_in_tx};
+use crate::audit::ROWS_PER_INSERT;
 use crate::conn::AnyConnection;
+use crate::group::{self, Write};
 use crate::schema::{client_scopes, clients};
 use crate::{DieselStore, Tx, db_error, transaction};
 
@@ -153,45 +154,67 @@ fn insert_scopes(conn: &mut AnyConnection, scopes: &[ScopeRow]) -> Result<(), St
     Ok(())
 }
 
+/// The write that stores a new `client` with its `audit` events (for the group writer).
+pub(crate) fn insert_write(client: &ClientRecord, audit: &[AuditEvent]) -> Result<Write, StoreError> {
+    let (row, scopes) = encode(client)?;
+    Ok(Write {
+        rows: Box::new(move |conn| {
+            // A plain INSERT: the primary key and the ssa_jti constraint turn duplicates into
+            // unique violations (`Conflict`, see `db_error`), with no read-then-write race. The
+            // write is then rolled back, so neither the scopes nor the audit events of a refused
+            // client are stored.
+            diesel::insert_into(clients::table).values(&row).execute(conn).map_err(db_error)?;
+            insert_scopes(conn, &scopes)
+        }),
+        audit: audit.to_vec(),
+    })
+}
+
+/// The write that replaces the stored `client` with its `audit` events (for the group writer).
+pub(crate) fn update_write(client: &ClientRecord, audit: &[AuditEvent]) -> Result<Write, StoreError> {
+    let (row, scopes) = encode(client)?;
+    Ok(Write {
+        rows: Box::new(move |conn| {
+            let updated =
+                diesel::update(clients::table.find(&row.client_id)).set(&row).execute(conn).map_err(db_error)?;
+            if updated == 0 {
+                return Err(StoreError::NotFound(format!("client {}", row.client_id)));
+            }
+            // The scope list is replaced whole: scopes may have been added, removed or
+            // reordered, and rewriting a handful of rows is simpler than diffing them.
+            diesel::delete(client_scopes::table.filter(client_scopes::client_id.eq(&row.client_id)))
+                .execute(conn)
+                .map_err(db_error)?;
+            insert_scopes(conn, &scopes)
+        }),
+        audit: audit.to_vec(),
+    })
+}
+
+impl DieselStore {
+    /// `insert_client` in a transaction (and a commit) of its own, as before group commit. Not
+    /// part of the store's interface: kept so that the benchmark can compare the two.
+    #[doc(hidden)]
+    pub async fn insert_client_in_own_transaction(
+        &self,
+        client: &ClientRecord,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let write = insert_write(client, audit)?;
+        self.run(move |conn| group::alone(conn, &write)).await
+    }
+}
+
 #[async_trait]
 impl ClientStore for DieselStore {
+    // Both writes are committed in groups with whatever other client writes are waiting; each
+    // caller still gets its own error and hears of success only after the commit (see `group`).
     async fn insert_client(&self, client: &ClientRecord, audit: &[AuditEvent]) -> Result<(), StoreError> {
-        let (row, scopes) = encode(client)?;
-        let audit = audit.to_vec();
-        self.run(move |conn| {
-            transaction(conn, Tx::Write, |conn| {
-                // A plain INSERT: the primary key and the ssa_jti constraint turn duplicates into
-                // unique violations (`Conflict`, see `db_error`), with no read-then-write race.
-                // The transaction then rolls back, so neither the scopes nor the audit events of a
-                // refused client are stored.
-                diesel::insert_into(clients::table).values(&row).execute(conn).map_err(db_error)?;
-                insert_scopes(conn, &scopes)?;
-                append_in_tx(conn, &audit)
-            })
-        })
-        .await
+        self.writer.write(insert_write(client, audit)?).await
     }
 
     async fn update_client(&self, client: &ClientRecord, audit: &[AuditEvent]) -> Result<(), StoreError> {
-        let (row, scopes) = encode(client)?;
-        let audit = audit.to_vec();
-        self.run(move |conn| {
-            transaction(conn, Tx::Write, |conn| {
-                let updated =
-                    diesel::update(clients::table.find(&row.client_id)).set(&row).execute(conn).map_err(db_error)?;
-                if updated == 0 {
-                    return Err(StoreError::NotFound(format!("client {}", row.client_id)));
-                }
-                // The scope list is replaced whole: scopes may have been added, removed or
-                // reordered, and rewriting a handful of rows is simpler than diffing them.
-                diesel::delete(client_scopes::table.filter(client_scopes::client_id.eq(&row.client_id)))
-                    .execute(conn)
-                    .map_err(db_error)?;
-                insert_scopes(conn, &scopes)?;
-                append_in_tx(conn, &audit)
-            })
-        })
-        .await
+        self.writer.write(update_write(client, audit)?).await
     }
 
     async fn get_client(&self, id: &ClientId) -> Result<Option<ClientRecord>, StoreError> {
@@ -314,5 +337,104 @@ impl ClientStore for DieselStore {
             })
         })
         .await
+    }
+
+    async fn list_clients_page(&self, after: Option<&ClientId>, limit: usize) -> Result<Vec<ClientRecord>, StoreError> {
+        let after = after.map(|a| a.as_str().to_owned());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (rows, scopes) = self
+            .run(move |conn| {
+                // One snapshot for both queries, so that the page's rows and scopes agree. Keyset
+                // paging (`client_id > after`) over the primary key: each page is an index range,
+                // however deep, and the comparison uses the same collation as the ORDER BY.
+                transaction(conn, Tx::Read, |conn| {
+                    let rows = match &after {
+                        Some(after) => clients::table
+                            .select(ClientRow::as_select())
+                            .filter(clients::client_id.gt(after))
+                            .order(clients::client_id.asc())
+                            .limit(limit)
+                            .load(conn),
+                        None => clients::table
+                            .select(ClientRow::as_select())
+                            .order(clients::client_id.asc())
+                            .limit(limit)
+                            .load(conn),
+                    }
+                    .map_err(db_error)?;
+                    let ids: Vec<String> = rows.iter().map(|r| r.client_id.clone()).collect();
+                    let scopes = client_scopes::table
+                        .select(ScopeRow::as_select())
+                        .filter(client_scopes::client_id.eq_any(ids))
+                        .load(conn)
+                        .map_err(db_error)?;
+                    Ok((rows, scopes))
+                })
+            })
+            .await?;
+        let mut by_client: HashMap<String, Vec<ScopeRow>> = HashMap::with_capacity(rows.len());
+        for scope in scopes {
+            by_client.entry(scope.client_id.clone()).or_default().push(scope);
+        }
+        rows.into_iter()
+            .map(|row| {
+                let mut scopes = by_client.remove(&row.client_id).unwrap_or_default();
+                scopes.sort_by_key(|s| s.position);
+                decode(row, scopes)
+            })
+            .collect()
+    }
+
+    async fn versions_since(&self, since: UnixTime) -> Result<Vec<(ClientId, UnixTime)>, StoreError> {
+        let since = since.0;
+        // Two narrow columns through the `updated_at` index: the change poller runs this every
+        // half second, and reading whole rows (metadata with the software statement) there was
+        // most of a node's memory during registration bursts.
+        let rows: Vec<(String, i64)> = self
+            .run(move |conn| {
+                clients::table
+                    .select((clients::client_id, clients::updated_at))
+                    .filter(clients::updated_at.ge(since))
+                    .load(conn)
+                    .map_err(db_error)
+            })
+            .await?;
+        Ok(rows.into_iter().map(|(id, at)| (ClientId::new(id), UnixTime(at))).collect())
+    }
+
+    async fn get_clients(&self, ids: &[ClientId]) -> Result<Vec<ClientRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = ids.iter().map(|id| id.as_str().to_owned()).collect();
+        let (rows, scopes) = self
+            .run(move |conn| {
+                // One snapshot for both queries, so that rows and scopes agree.
+                transaction(conn, Tx::Read, |conn| {
+                    let rows = clients::table
+                        .select(ClientRow::as_select())
+                        .filter(clients::client_id.eq_any(ids.clone()))
+                        .load(conn)
+                        .map_err(db_error)?;
+                    let scopes = client_scopes::table
+                        .select(ScopeRow::as_select())
+                        .filter(client_scopes::client_id.eq_any(ids))
+                        .load(conn)
+                        .map_err(db_error)?;
+                    Ok((rows, scopes))
+                })
+            })
+            .await?;
+        let mut by_client: HashMap<String, Vec<ScopeRow>> = HashMap::with_capacity(rows.len());
+        for scope in scopes {
+            by_client.entry(scope.client_id.clone()).or_default().push(scope);
+        }
+        rows.into_iter()
+            .map(|row| {
+                let mut scopes = by_client.remove(&row.client_id).unwrap_or_default();
+                scopes.sort_by_key(|s| s.position);
+                decode(row, scopes)
+            })
+            .collect()
     }
 }

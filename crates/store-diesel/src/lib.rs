@@ -9,7 +9,8 @@
 //!
 //! Shape: one pool of `AnyConnection` (a diesel `MultiConnection`), so each query is
 //! written once for both backends; every diesel call runs on tokio's blocking pool through one
-//! helper, and every diesel error is mapped to [`StoreError`] in one function.
+//! helper, except client writes, which one writer thread commits in groups (`group`); every
+//! diesel error is mapped to [`StoreError`] in one function.
 
 /// `INSERT INTO $table VALUES (..), (..), ...` of the rows in `$rows` (a slice), on the inner
 /// connection: diesel cannot build a multi-row INSERT for a `MultiConnection` that includes
@@ -28,6 +29,7 @@ macro_rules! insert_rows {
 mod audit;
 mod clients;
 mod conn;
+mod group;
 mod keys;
 mod schema;
 mod tokens;
@@ -43,6 +45,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use tessera_store::{Health, StoreError};
 
 use crate::conn::{AnyConnection, Manager, Target, TracingErrorHandler};
+use crate::group::GroupWriter;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
@@ -91,6 +94,11 @@ impl Default for PoolOptions {
 pub struct DieselStore {
     pool: Pool<Manager>,
     backend: Backend,
+    /// Client inserts and updates go through here: one transaction and one commit for all the
+    /// writes waiting at a time (see `group`).
+    writer: GroupWriter,
+    /// Held by every clone; the SQLite checkpoint thread stops when the last one is dropped.
+    _alive: std::sync::Arc<()>,
 }
 
 // Hand-written: the derived one would print the pool, and a pool's manager holds the URL.
@@ -154,7 +162,14 @@ impl DieselStore {
         };
         // `build_unchecked`: the pool opens its connections in the background and keeps
         // retrying, instead of failing here if the database blinks right after the probe.
-        let store = DieselStore { pool: builder.build_unchecked(manager), backend };
+        let pool = builder.build_unchecked(manager);
+        let writer = GroupWriter::start(pool.clone())?;
+        let alive = std::sync::Arc::new(());
+        if let Target::SqliteFile(path) = &target {
+            conn::Checkpointer::start(path.clone(), std::sync::Arc::downgrade(&alive))
+                .map_err(|e| StoreError::Unavailable(e.0))?;
+        }
+        let store = DieselStore { pool, backend, writer, _alive: alive };
 
         if memory {
             drop(probe);
@@ -201,7 +216,8 @@ pub(crate) enum Tx {
 
 /// Runs `f` inside one database transaction: committed if `f` returns `Ok`, rolled back
 /// otherwise. Every multi-statement operation goes through here, so the begin statements below
-/// are the only transaction policy of the crate.
+/// are the only transaction policy of the crate (the group writer only adds savepoints inside
+/// one, see `group`).
 ///
 /// - SQLite writes begin `IMMEDIATE`, taking the database's write lock up front (waiting up to
 ///   `busy_timeout`). A deferred `BEGIN` would let two connections read the same last audit seq
@@ -281,6 +297,10 @@ fn migrate(conn: &mut AnyConnection) -> Result<(), StoreError> {
 
 /// The one mapping from diesel errors to [`StoreError`]. Callers decide on the variant only;
 /// the message is for logs.
+/// PostgreSQL's message for SQLSTATE 40P01 (diesel has no kind for it and does not expose the
+/// SQLSTATE).
+pub(crate) const DEADLOCK: &str = "deadlock detected";
+
 pub(crate) fn db_error(e: DieselError) -> StoreError {
     match e {
         DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
@@ -288,6 +308,14 @@ pub(crate) fn db_error(e: DieselError) -> StoreError {
         }
         // The server went away mid-call (restart, failover): worth retrying.
         DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+            StoreError::Unavailable(info.message().to_owned())
+        }
+        // PostgreSQL broke a lock cycle or a serialization conflict by failing this transaction:
+        // nothing of it was applied, and it is worth retrying (see `group::is_transient`).
+        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
+            StoreError::Unavailable(info.message().to_owned())
+        }
+        DieselError::DatabaseError(_, info) if info.message().starts_with(DEADLOCK) => {
             StoreError::Unavailable(info.message().to_owned())
         }
         DieselError::DeserializationError(e) => StoreError::Corrupt(e.to_string()),

@@ -1,11 +1,18 @@
 //! Resident bytes per client in the `ClientCache`, with a record shaped like a real dev-mode
 //! registration (the metadata Tessera keeps and returns, including the software statement), and
-//! the same without the statement and the other metadata the hot paths never read. Prints one
-//! line each; not a criterion benchmark. `cargo bench -p tessera-store --bench cache_memory`.
+//! the same without the statement. The cache keeps only the compact `CachedClient` view, so both
+//! should cost the same. Then the alternatives its design was measured against: the same views
+//! in a map keyed by a second copy of the id, without shared names, and the subject rule kept
+//! parsed instead of as text. Prints one line each; not a criterion benchmark.
+//! `cargo bench -p tessera-store --bench cache_memory`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use serde_json::{Value, json};
-use tessera_core::client::{ClientRecord, ClientStatus, ScopeGrant, ScopeState};
+use tessera_core::cert::SubjectRule;
+use tessera_core::client::{CachedClient, ClientRecord, ClientStatus, ScopeGrant, ScopeState, SharedNames};
 use tessera_core::{ClientId, UnixTime};
 use tessera_store::ClientCache;
 
@@ -44,7 +51,7 @@ fn metadata(i: usize, with_statement: bool) -> serde_json::Map<String, Value> {
         "response_types": [],
         "redirect_uris": ["https://demo-fintech.example/callback"],
         "token_endpoint_auth_method": "tls_client_auth",
-        "tls_client_auth_subject_dn": "CN=demo-fintech-client,OU=demo-org-0001,O=Tessera Dev Demo Fintech,C=GB",
+        "tls_client_auth_subject_dn": SUBJECT_DN,
         "tls_client_certificate_bound_access_tokens": true,
         "application_type": "service",
         "purpose": "bench",
@@ -88,29 +95,65 @@ fn record(i: usize, with_statement: bool) -> ClientRecord {
     }
 }
 
-fn measure(label: &str, with_statement: bool) {
+const SUBJECT_DN: &str = "CN=demo-fintech-client,OU=demo-org-0001,O=Tessera Dev Demo Fintech,C=GB";
+
+/// Runs `build` (which returns what it built, kept alive until measured) and prints the
+/// resident growth per client.
+fn measure<T>(label: &str, build: impl FnOnce() -> T) {
     let before = rss();
-    let cache = ClientCache::new();
-    for i in 0..N {
-        cache.put(record(i, with_statement));
-    }
+    let built = build();
     let after = rss();
     let per = (after - before) as f64 / N as f64;
     println!(
         "cache_memory/{label}: {N} clients, {:.1} MB more resident, {per:.0} bytes per client",
         (after - before) as f64 / 1_048_576.0
     );
-    drop(cache);
+    drop(built);
+}
+
+fn cache(with_statement: bool) -> ClientCache {
+    let cache = ClientCache::new();
+    for i in 0..N {
+        cache.put(record(i, with_statement));
+    }
+    cache
 }
 
 fn main() {
     // Each case in a fresh process, so that memory freed by one is not reused by the next.
     match std::env::var("CACHE_MEMORY_CASE").as_deref() {
-        Ok("with") => measure("as_registered_with_software_statement", true),
-        Ok("without") => measure("without_software_statement", false),
+        Ok("with") => measure("as_registered_with_software_statement", || cache(true)),
+        Ok("without") => measure("without_software_statement", || cache(false)),
+        // The same views, keyed by a second copy of each id (a HashMap<ClientId, Arc<_>>).
+        Ok("id_map") => measure("alternative/views_in_a_map_keyed_by_a_copy_of_the_id", || {
+            let mut names = SharedNames::new();
+            let mut map = HashMap::new();
+            for i in 0..N {
+                let view = CachedClient::new(&record(i, true), &mut names);
+                map.insert(view.client_id.clone(), Arc::new(view));
+            }
+            map
+        }),
+        // The same views in a plain list, with and without shared tier and scope names.
+        Ok("shared") => measure("alternative/views_in_a_list_with_shared_names", || {
+            let mut names = SharedNames::new();
+            (0..N).map(|i| Arc::new(CachedClient::new(&record(i, true), &mut names))).collect::<Vec<_>>()
+        }),
+        Ok("unshared") => measure("alternative/views_in_a_list_without_shared_names", || {
+            (0..N).map(|i| Arc::new(CachedClient::from(&record(i, true)))).collect::<Vec<_>>()
+        }),
+        // The subject rule alone: as registered text (what the view keeps) or parsed.
+        Ok("subject_text") => measure("alternative/subject_dn_as_text", || {
+            (0..N).map(|_| Box::<str>::from(SUBJECT_DN)).collect::<Vec<_>>()
+        }),
+        Ok("subject_parsed") => measure("alternative/subject_dn_parsed", || {
+            (0..N)
+                .map(|_| SubjectRule::from_metadata("tls_client_auth_subject_dn", SUBJECT_DN).unwrap())
+                .collect::<Vec<_>>()
+        }),
         _ => {
             let me = std::env::current_exe().expect("current exe");
-            for case in ["with", "without"] {
+            for case in ["with", "without", "id_map", "shared", "unshared", "subject_text", "subject_parsed"] {
                 let status = std::process::Command::new(&me).env("CACHE_MEMORY_CASE", case).status().expect("run");
                 assert!(status.success());
             }

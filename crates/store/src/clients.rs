@@ -16,6 +16,11 @@ use crate::StoreError;
 /// - `update_client` replaces the whole record (metadata, scopes, status, dates) and fails with
 ///   [`StoreError::NotFound`] for an unknown id;
 /// - `get_client` returns exactly what was last written, scopes in insertion order;
+/// - `list_clients_page` returns at most `limit` clients whose `client_id` sorts after `after`
+///   (from the first when `None`), in `client_id` order, each exactly as `get_client` would;
+///   following the last id of each page visits every client once;
+/// - `versions_since` lists exactly the ids and `updated_at` of the clients `changed_since`
+///   returns; `get_clients` returns the known clients among `ids`, whole;
 /// - `touch_last_used` only ever moves `last_used_at` forward, ignores unknown ids, and does not
 ///   touch `updated_at` (it is usage, not a change).
 #[async_trait]
@@ -24,10 +29,20 @@ pub trait ClientStore: Send + Sync {
     async fn update_client(&self, client: &ClientRecord, audit: &[AuditEvent]) -> Result<(), StoreError>;
     async fn get_client(&self, id: &ClientId) -> Result<Option<ClientRecord>, StoreError>;
     async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
+    /// One page of clients in `client_id` order, after `after` (keyset paging): how a node loads
+    /// its cache without holding every full record at once.
+    async fn list_clients_page(&self, after: Option<&ClientId>, limit: usize) -> Result<Vec<ClientRecord>, StoreError>;
     async fn touch_last_used(&self, uses: &[(ClientId, UnixTime)]) -> Result<(), StoreError>;
     /// Clients whose `updated_at` is at or after `since` (how a node picks up changes made by
     /// another process, e.g. the admin command line, without a restart).
     async fn changed_since(&self, since: UnixTime) -> Result<Vec<ClientRecord>, StoreError>;
+    /// `(client_id, updated_at)` of the clients `changed_since(since)` would return: what the
+    /// change poller reads every half second, a few bytes per client, so that it reads whole
+    /// only the clients it does not hold yet (see `ClientCache::poll_changes`).
+    async fn versions_since(&self, since: UnixTime) -> Result<Vec<(ClientId, UnixTime)>, StoreError>;
+    /// The clients with these ids, each as `get_client` returns it, in no particular order;
+    /// unknown ids are left out.
+    async fn get_clients(&self, ids: &[ClientId]) -> Result<Vec<ClientRecord>, StoreError>;
 }
 
 /// A named lease, so that one node at a time runs a job (the lifecycle sweeper).

@@ -179,6 +179,71 @@ pub async fn client_store<S: ClientStore + AuditLog>(store: &S) {
         .collect();
     assert_eq!(changed, ["client-a"]);
     assert_eq!(store.changed_since(UnixTime(1_700_000_000)).await.unwrap().len(), 3);
+    // versions_since: the same clients, id and updated_at only.
+    assert_eq!(
+        store.versions_since(UnixTime(1_700_000_050)).await.unwrap(),
+        [(ClientId::new("client-a"), UnixTime(1_700_000_100))]
+    );
+    let mut versions = store.versions_since(UnixTime(1_700_000_000)).await.unwrap();
+    versions.sort();
+    assert_eq!(
+        versions,
+        [
+            (ClientId::new("client-a"), UnixTime(1_700_000_100)),
+            (ClientId::new("client-c"), UnixTime(1_700_000_000)),
+            (ClientId::new("client-d"), UnixTime(1_700_000_000)),
+        ]
+    );
+    assert!(store.versions_since(UnixTime(1_700_000_101)).await.unwrap().is_empty());
+    // get_clients: the known ones, whole; unknown ids are left out.
+    let ids = [ClientId::new("client-d"), ClientId::new("nope"), a.client_id.clone()];
+    let mut got = store.get_clients(&ids).await.unwrap();
+    got.sort_by(|x, y| x.client_id.cmp(&y.client_id));
+    let expected = vec![
+        store.get_client(&a.client_id).await.unwrap().unwrap(),
+        store.get_client(&ClientId::new("client-d")).await.unwrap().unwrap(),
+    ];
+    assert_eq!(got, expected);
+    assert_eq!(got[0].scopes.len(), 3, "every scope of the updated client-a");
+    assert!(store.get_clients(&[]).await.unwrap().is_empty());
+
+    client_pages(store).await;
+}
+
+/// `list_clients_page`: keyset pages in id order, each record whole, every client once. The ids
+/// sort the same bytewise and under a PostgreSQL locale collation (letters, digits, one `-`).
+async fn client_pages<S: ClientStore>(store: &S) {
+    for i in 0..7 {
+        let mut c = sample_client(&format!("page-{i:02}"), None);
+        c.scopes.truncate(i % 3);
+        store.insert_client(&c, &[]).await.unwrap();
+    }
+    let ids = |page: &[ClientRecord]| page.iter().map(|c| c.client_id.to_string()).collect::<Vec<_>>();
+    let mut pages = Vec::new();
+    let mut after: Option<ClientId> = None;
+    loop {
+        let page = store.list_clients_page(after.as_ref(), 3).await.unwrap();
+        assert!(page.len() <= 3, "at most limit: {:?}", ids(&page));
+        for c in &page {
+            let stored = store.get_client(&c.client_id).await.unwrap();
+            assert_eq!(stored.as_ref(), Some(c), "a paged record is the stored record, scopes in order");
+        }
+        let Some(last) = page.last() else { break };
+        after = Some(last.client_id.clone());
+        pages.push(ids(&page));
+    }
+    let expected = [
+        vec!["client-a", "client-c", "client-d"],
+        vec!["page-00", "page-01", "page-02"],
+        vec!["page-03", "page-04", "page-05"],
+        vec!["page-06"],
+    ];
+    assert_eq!(pages, expected, "every client once, in client_id order");
+    // `after` need not be an existing id; a large limit is the rest.
+    assert_eq!(ids(&store.list_clients_page(Some(&ClientId::new("m")), 100).await.unwrap()).len(), 7);
+    assert_eq!(ids(&store.list_clients_page(Some(&ClientId::new("page-05")), 100).await.unwrap()), ["page-06"]);
+    assert!(store.list_clients_page(Some(&ClientId::new("page-06")), 3).await.unwrap().is_empty());
+    assert_eq!(ids(&store.list_clients_page(None, 1).await.unwrap()), ["client-a"]);
 }
 
 /// `AuditLog`: consecutive sequence, valid chain under concurrent appends, paging.

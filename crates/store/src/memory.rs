@@ -92,8 +92,28 @@ impl ClientStore for MemoryStore {
         Ok(lock(&self.clients)?.clone())
     }
 
+    async fn list_clients_page(&self, after: Option<&ClientId>, limit: usize) -> Result<Vec<ClientRecord>, StoreError> {
+        let clients = lock(&self.clients)?;
+        let mut page: Vec<&ClientRecord> =
+            clients.iter().filter(|c| after.is_none_or(|a| c.client_id.as_str() > a.as_str())).collect();
+        page.sort_by(|a, b| a.client_id.as_str().cmp(b.client_id.as_str()));
+        Ok(page.into_iter().take(limit).cloned().collect())
+    }
+
     async fn changed_since(&self, since: UnixTime) -> Result<Vec<ClientRecord>, StoreError> {
         Ok(lock(&self.clients)?.iter().filter(|c| c.updated_at >= since).cloned().collect())
+    }
+
+    async fn versions_since(&self, since: UnixTime) -> Result<Vec<(ClientId, UnixTime)>, StoreError> {
+        Ok(lock(&self.clients)?
+            .iter()
+            .filter(|c| c.updated_at >= since)
+            .map(|c| (c.client_id.clone(), c.updated_at))
+            .collect())
+    }
+
+    async fn get_clients(&self, ids: &[ClientId]) -> Result<Vec<ClientRecord>, StoreError> {
+        Ok(lock(&self.clients)?.iter().filter(|c| ids.contains(&c.client_id)).cloned().collect())
     }
 
     async fn touch_last_used(&self, uses: &[(ClientId, UnixTime)]) -> Result<(), StoreError> {

@@ -18,7 +18,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use rustls_pki_types::CertificateDer;
 use serde_json::{Value, json};
 use tessera_core::audit::{AuditEvent, AuditRecord};
-use tessera_core::client::{ClientRecord, ClientStatus, ScopeGrant, ScopeState};
+use tessera_core::client::{
+    CachedClient, ClientRecord, ClientStatus, RegisteredKeys as Registered, ScopeGrant, ScopeState,
+};
 use tessera_core::keys::{KeyTimeline, RotationPolicy, SignerSource, SigningAlg, TokenSigner};
 use tessera_core::{ClientId, Issuer, KeyId, OsRng, SystemClock, UnixTime};
 use tessera_http::PeerCertificates;
@@ -57,8 +59,10 @@ struct RegisteredKeys;
 
 #[async_trait]
 impl ClientKeys for RegisteredKeys {
-    async fn keys(&self, client: &ClientRecord, _refresh: bool) -> Result<Vec<Jwk>, String> {
-        let keys = client.metadata.get("jwks").and_then(|j| j.get("keys")).and_then(Value::as_array);
+    async fn keys(&self, client: &CachedClient, _refresh: bool) -> Result<Vec<Jwk>, String> {
+        let Some(Registered::Jwks(jwks)) = client.auth().keys() else { return Ok(vec![]) };
+        let jwks: Value = serde_json::from_str(jwks).map_err(|e| e.to_string())?;
+        let keys = jwks.get("keys").and_then(Value::as_array);
         keys.into_iter()
             .flatten()
             .map(|k| Jwk::from_map(k.as_object().cloned().unwrap_or_default()).map_err(|e| e.to_string()))

@@ -16,8 +16,7 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
-use tessera_core::cert::SubjectRule;
-use tessera_core::client::ClientRecord;
+use tessera_core::client::{CachedClient, TokenEndpointAuth};
 use tessera_core::error::TokenError;
 use tessera_core::keys::SigningAlg;
 use tessera_core::{ClientId, UnixTime};
@@ -62,7 +61,7 @@ pub struct Credentials<'a> {
 }
 
 impl TokenService {
-    pub async fn authenticate(&self, creds: &Credentials<'_>, now: UnixTime) -> Result<Arc<ClientRecord>, TokenError> {
+    pub async fn authenticate(&self, creds: &Credentials<'_>, now: UnixTime) -> Result<Arc<CachedClient>, TokenError> {
         let form = creds.form;
         let assertion = form.get("client_assertion")?;
         let assertion_type = form.get("client_assertion_type")?;
@@ -99,7 +98,7 @@ impl TokenService {
         }
     }
 
-    fn lookup(&self, client_id: &str) -> Result<Arc<ClientRecord>, TokenError> {
+    fn lookup(&self, client_id: &str) -> Result<Arc<CachedClient>, TokenError> {
         self.clients.get(&ClientId::new(client_id)).ok_or_else(|| fail(format!("unknown client {client_id:?}"), false))
     }
 
@@ -108,7 +107,7 @@ impl TokenService {
         client_id: &str,
         peer: &PeerCertificates,
         now: UnixTime,
-    ) -> Result<Arc<ClientRecord>, TokenError> {
+    ) -> Result<Arc<CachedClient>, TokenError> {
         let client = self.lookup(client_id)?;
         if !peer.is_present() {
             return Err(TokenError::InvalidClient {
@@ -117,23 +116,23 @@ impl TokenService {
                 authorization_header: false,
             });
         }
-        match registered_method(&client) {
-            "tls_client_auth" => {
+        match client.auth() {
+            TokenEndpointAuth::TlsClientAuth(subject) => {
                 let facts = self.anchors.verify(peer, now).map_err(|e| fail(format!("{client_id}: {e}"), false))?;
-                let rule = subject_rule(&client)
-                    .ok_or_else(|| fail(format!("{client_id}: no subject rule registered"), false))?;
-                if !rule.matches(&facts) {
+                let subject =
+                    subject.as_ref().ok_or_else(|| fail(format!("{client_id}: no subject rule registered"), false))?;
+                if !subject.matches(&facts) {
                     return Err(fail(
                         format!(
                             "{client_id}: certificate subject {} does not match the registered {}",
                             facts.subject,
-                            rule.field()
+                            subject.field()
                         ),
                         false,
                     ));
                 }
             }
-            "self_signed_tls_client_auth" => {
+            TokenEndpointAuth::SelfSignedTlsClientAuth(_) => {
                 let leaf = peer.leaf().map(|c| c.as_ref().to_vec()).unwrap_or_default();
                 let mut matched = self.registered_certificates(&client, false).await?.contains(&leaf);
                 if !matched {
@@ -148,13 +147,16 @@ impl TokenService {
                 }
             }
             other => {
-                return Err(fail(format!("{client_id}: registered for {other}, presented a certificate only"), false));
+                return Err(fail(
+                    format!("{client_id}: registered for {}, presented a certificate only", other.method()),
+                    false,
+                ));
             }
         }
         Ok(client)
     }
 
-    async fn registered_certificates(&self, client: &ClientRecord, refresh: bool) -> Result<Vec<Vec<u8>>, TokenError> {
+    async fn registered_certificates(&self, client: &CachedClient, refresh: bool) -> Result<Vec<Vec<u8>>, TokenError> {
         let keys = self.client_keys.keys(client, refresh).await.map_err(|e| TokenError::Unavailable { internal: e })?;
         Ok(keys
             .iter()
@@ -170,7 +172,7 @@ impl TokenService {
         assertion: &str,
         client_id: Option<&str>,
         now: UnixTime,
-    ) -> Result<Arc<ClientRecord>, TokenError> {
+    ) -> Result<Arc<CachedClient>, TokenError> {
         // The client is named by the assertion's sub; read unverified only to find its keys.
         let unverified_sub = assertion
             .split('.')
@@ -183,9 +185,9 @@ impl TokenService {
             return Err(fail("client_id differs from the assertion's sub", false));
         }
         let client = self.lookup(&unverified_sub)?;
-        if registered_method(&client) != "private_key_jwt" {
+        let TokenEndpointAuth::PrivateKeyJwt { signing_alg, .. } = client.auth() else {
             return Err(fail(format!("{unverified_sub}: not registered for private_key_jwt"), false));
-        }
+        };
         let keys = self.client_keys.keys(&client, false).await.map_err(|e| TokenError::Unavailable { internal: e })?;
         let verified = match verify_with_jwks(assertion, &keys, None) {
             Err(VerifyError::UnknownKey) => {
@@ -196,7 +198,7 @@ impl TokenService {
             other => other,
         }
         .map_err(|e| fail(format!("{unverified_sub}: assertion: {e}"), false))?;
-        if let Some(alg) = client.metadata.get("token_endpoint_auth_signing_alg").and_then(Value::as_str) {
+        if let Some(alg) = signing_alg.as_deref() {
             let used = verified.header.get("alg").and_then(Value::as_str).unwrap_or("");
             if SigningAlg::parse(alg).ok() != SigningAlg::parse(used).ok() {
                 return Err(fail(format!("{unverified_sub}: assertion alg {used} is not the registered {alg}"), false));
@@ -249,14 +251,9 @@ impl TokenService {
     }
 }
 
-pub fn registered_method(client: &ClientRecord) -> &str {
-    client.metadata.get("token_endpoint_auth_method").and_then(Value::as_str).unwrap_or("tls_client_auth")
-}
-
-fn subject_rule(client: &ClientRecord) -> Option<SubjectRule> {
-    SubjectRule::FIELDS.iter().find_map(|field| {
-        client.metadata.get(*field).and_then(Value::as_str).and_then(|v| SubjectRule::from_metadata(field, v).ok())
-    })
+/// The client's registered `token_endpoint_auth_method` (`tls_client_auth` when none is).
+pub fn registered_method(client: &CachedClient) -> &str {
+    client.auth().method()
 }
 
 #[cfg(test)]

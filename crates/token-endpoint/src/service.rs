@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use tessera_core::audit::{AuditEvent, AuditKind};
-use tessera_core::client::{ClientRecord, ClientStatus, ScopeState};
+use tessera_core::client::{CachedClient, ClientStatus, ScopeState};
 use tessera_core::error::TokenError;
 use tessera_core::keys::{AccessTokenVerifier, SignerSource};
 use tessera_core::{Clock, Issuer, Rng, UnixTime};
@@ -17,11 +17,12 @@ use tessera_store::{AuditSink, ClientCache, ReplayGuard, Revocations, TokenStore
 
 use crate::auth::{Credentials, Form};
 
-/// A client's registered public keys (`jwks` by value or `jwks_uri`), for `private_key_jwt` and
-/// `self_signed_tls_client_auth`. The server implements it with caching.
+/// A client's registered public keys (`jwks` by value or `jwks_uri`, see
+/// [`TokenEndpointAuth::keys`](tessera_core::client::TokenEndpointAuth::keys)), for
+/// `private_key_jwt` and `self_signed_tls_client_auth`. The server implements it with caching.
 #[async_trait]
 pub trait ClientKeys: Send + Sync {
-    async fn keys(&self, client: &ClientRecord, refresh: bool) -> Result<Vec<Jwk>, String>;
+    async fn keys(&self, client: &CachedClient, refresh: bool) -> Result<Vec<Jwk>, String>;
 }
 
 #[derive(Clone, Debug)]
@@ -182,7 +183,7 @@ impl TokenService {
         let scopes = self.grantable(&client, &requested_scopes(form)?)?;
         let audience = self.audience(form)?;
 
-        let lifetime = self.settings.lifetime_for(&client.risk_tier);
+        let lifetime = self.settings.lifetime_for(client.risk_tier());
         let jti = self.rng.token(JTI_BYTES).map_err(|e| TokenError::Internal { internal: e.to_string() })?;
         let scope = scopes.join(" ");
         let exp = now.plus(lifetime);
@@ -224,7 +225,7 @@ impl TokenService {
     }
 
     /// Requested scopes must all be granted; none requested means the client's granted scopes.
-    fn grantable(&self, client: &ClientRecord, requested: &[String]) -> Result<Vec<String>, TokenError> {
+    fn grantable(&self, client: &CachedClient, requested: &[String]) -> Result<Vec<String>, TokenError> {
         let granted: Vec<&str> = client.scopes_in(ScopeState::Granted).collect();
         if requested.is_empty() {
             return Ok(granted.iter().map(|s| (*s).to_owned()).collect());
@@ -233,8 +234,7 @@ impl TokenService {
             if granted.contains(&s.as_str()) {
                 continue;
             }
-            let state = client.scopes.iter().find(|g| &g.scope == s).map(|g| g.state);
-            return Err(TokenError::InvalidScope(match state {
+            return Err(TokenError::InvalidScope(match client.scope_state(s) {
                 Some(ScopeState::PendingReview) => {
                     format!("scope {s:?} is waiting for review and cannot be granted yet")
                 }
@@ -261,8 +261,8 @@ impl TokenService {
     }
 }
 
-fn check_state(client: &ClientRecord, now: UnixTime) -> Result<(), TokenError> {
-    let why = |s: &str| client.status_reason.as_deref().map(|r| format!("{s}: {r}")).unwrap_or_else(|| s.to_owned());
+fn check_state(client: &CachedClient, now: UnixTime) -> Result<(), TokenError> {
+    let why = |s: &str| client.status_reason().map(|r| format!("{s}: {r}")).unwrap_or_else(|| s.to_owned());
     match client.status {
         ClientStatus::Suspended => return Err(TokenError::UnauthorizedClient(why("the client is suspended"))),
         ClientStatus::Offboarded => return Err(TokenError::UnauthorizedClient(why("the client has been offboarded"))),
@@ -299,7 +299,7 @@ pub(crate) mod tests {
     use base64::Engine;
     use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
     use rustls_pki_types::CertificateDer;
-    use tessera_core::client::ScopeGrant;
+    use tessera_core::client::{ClientRecord, RegisteredKeys, ScopeGrant};
     use tessera_core::keys::{SignError, SignedJwt, SigningAlg, TokenSigner};
     use tessera_core::{ClientId, FixedClock, KeyId, OsRng};
     use tessera_store::{AuditLog, MemoryStore};
@@ -345,15 +345,16 @@ pub(crate) mod tests {
 
     #[async_trait]
     impl ClientKeys for TestKeys {
-        async fn keys(&self, client: &ClientRecord, refresh: bool) -> Result<Vec<Jwk>, String> {
+        async fn keys(&self, client: &CachedClient, refresh: bool) -> Result<Vec<Jwk>, String> {
             if refresh {
                 *self.refreshes.lock().unwrap() += 1;
                 if let Some(keys) = self.refreshed.lock().unwrap().as_ref() {
                     return Ok(parse(keys));
                 }
             }
-            let keys = client.metadata.get("jwks").and_then(|j| j.get("keys")).and_then(Value::as_array);
-            Ok(keys.map(|k| parse(k)).unwrap_or_default())
+            let Some(RegisteredKeys::Jwks(jwks)) = client.auth().keys() else { return Ok(vec![]) };
+            let jwks: Value = serde_json::from_str(jwks).unwrap();
+            Ok(jwks["keys"].as_array().map(|k| parse(k)).unwrap_or_default())
         }
     }
 
@@ -502,7 +503,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn scope_selection() {
         let f = fixture(settings(), &[]);
-        let c = client("c1", "low", json!({}));
+        let c = CachedClient::from(&client("c1", "low", json!({})));
         // RFC 6749 §3.3 (checklist J.105): none requested means the granted ones, in order.
         assert_eq!(f.service.grantable(&c, &[]).unwrap(), scopes(&["accounts:read", "balances:read"]));
         assert_eq!(f.service.grantable(&c, &scopes(&["balances:read"])).unwrap(), scopes(&["balances:read"]));
@@ -544,8 +545,9 @@ pub(crate) mod tests {
     #[test]
     fn client_state_gates_issuing() {
         let now = UnixTime(NOW);
-        assert!(check_state(&client("c", "low", json!({})), now).is_ok());
-        let unauthorized = |c: &ClientRecord| match check_state(c, now) {
+        let check = |c: &ClientRecord| check_state(&CachedClient::from(c), now);
+        assert!(check(&client("c", "low", json!({}))).is_ok());
+        let unauthorized = |c: &ClientRecord| match check(c) {
             Err(TokenError::UnauthorizedClient(d)) => d,
             other => panic!("{other:?}"),
         };
@@ -561,7 +563,7 @@ pub(crate) mod tests {
         c.expires_at = Some(now);
         assert!(unauthorized(&c).contains("expired"), "expiry at now is expired");
         c.expires_at = Some(now.plus(1));
-        assert!(check_state(&c, now).is_ok());
+        assert!(check(&c).is_ok());
         c.scopes = vec![grant("payments:write", ScopeState::PendingReview), grant("admin", ScopeState::Denied)];
         assert!(unauthorized(&c).contains("1 waiting for review"));
     }

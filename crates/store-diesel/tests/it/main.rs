@@ -4,6 +4,7 @@
 
 mod clients_audit;
 mod connect;
+mod group_commit;
 mod postgres;
 mod sqlite;
 
