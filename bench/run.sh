@@ -67,7 +67,7 @@ if [ $BUILD = 1 ]; then
   [ -f bench/ceiling/Cargo.lock ] || cp Cargo.lock bench/ceiling/Cargo.lock
   CARGO_TARGET_DIR=$TARGET cargo build --release --manifest-path bench/ceiling/Cargo.toml
 fi
-TESSERA=$TARGET/release/tessera
+TESSERA=${BENCH_TESSERA:-$TARGET/release/tessera}  # BENCH_TESSERA: another build, e.g. an older commit
 CEILING=$TARGET/release/ceiling
 SEQLOAD=$TARGET/release/seqload
 for b in "$TESSERA" "$CEILING" "$SEQLOAD"; do [ -x "$b" ] || { echo "missing $b (run without --no-build)" >&2; exit 1; }; done
@@ -268,7 +268,7 @@ if want token || want handshake || want introspect || want openloop; then
   stop_server "$PID"
 fi
 
-if want introspect; then
+if want introspect && [ -z "${BENCH_TESSERA:-}" ]; then # (older builds lack the setting)
   # The introspection rows above mostly hit the verified-token cache (a pool of tokens asked about
   # again and again, as a gateway does). This one has the cache off: every request checks an ES256
   # signature, the cost of a token a gateway sees for the first time.

@@ -4,7 +4,7 @@
 //! changing, removing or reordering any record breaks every link after it.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::{ClientId, UnixTime};
@@ -166,6 +166,7 @@ pub fn verify_chain<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     /// The hashed bytes are fixed, member by member: records written by earlier versions (which
     /// hashed a `json!` object in insertion order) keep verifying.

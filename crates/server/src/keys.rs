@@ -299,8 +299,8 @@ mod tests {
         assert_eq!(store.list_keys().await.unwrap().len(), 1);
     }
 
-    #[tokio::test]
-    async fn rotation_prepublishes_then_switches() {
+    /// An ES256 service on a memory store at t = 1,000,000.
+    async fn started() -> (Arc<dyn KeyStore>, FixedClock, KeyEncryptionKey, Arc<KeyService>) {
         let store: Arc<dyn KeyStore> = Arc::new(MemoryStore::new());
         let clock = FixedClock::new(1_000_000);
         let kek = KeyEncryptionKey::from_bytes([3; 32]);
@@ -314,6 +314,12 @@ mod tests {
         )
         .await
         .unwrap();
+        (store, clock, kek, svc)
+    }
+
+    #[tokio::test]
+    async fn rotation_prepublishes_then_switches() {
+        let (store, clock, kek, svc) = started().await;
         let old = svc.signer().active_kid().unwrap().clone();
         let new = rotate(store.as_ref(), &kek, &clock, POLICY, SigningAlg::EdDSA).await.unwrap();
         svc.reload().await.unwrap();
@@ -338,19 +344,7 @@ mod tests {
     #[tokio::test]
     async fn caching_verifier_follows_the_published_keys() {
         use tessera_core::keys::AccessTokenVerifier;
-        let store: Arc<dyn KeyStore> = Arc::new(MemoryStore::new());
-        let clock = FixedClock::new(1_000_000);
-        let kek = KeyEncryptionKey::from_bytes([3; 32]);
-        let svc = KeyService::start(
-            store.clone(),
-            kek.clone(),
-            Arc::new(clock.clone()),
-            POLICY,
-            SigningAlg::ES256,
-            metadata(),
-        )
-        .await
-        .unwrap();
+        let (store, clock, kek, svc) = started().await;
         let verifier = CachingVerifier::new(svc.clone(), 100);
         let mut claims = serde_json::Map::new();
         claims.insert("sub".into(), json!("c1"));

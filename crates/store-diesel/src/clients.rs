@@ -205,6 +205,32 @@ impl DieselStore {
     }
 }
 
+/// The scope rows of `rows`' clients, in one query (one per client would be 100,000 round trips
+/// at bank scale); run it in the same transaction as the rows, so that both agree.
+fn scopes_of(conn: &mut AnyConnection, rows: &[ClientRow]) -> Result<Vec<ScopeRow>, StoreError> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.client_id.as_str()).collect();
+    client_scopes::table
+        .select(ScopeRow::as_select())
+        .filter(client_scopes::client_id.eq_any(ids))
+        .load(conn)
+        .map_err(db_error)
+}
+
+/// Client records from their rows and all their scope rows (in any order).
+fn assemble(rows: Vec<ClientRow>, scopes: Vec<ScopeRow>) -> Result<Vec<ClientRecord>, StoreError> {
+    let mut by_client: HashMap<String, Vec<ScopeRow>> = HashMap::with_capacity(rows.len());
+    for scope in scopes {
+        by_client.entry(scope.client_id.clone()).or_default().push(scope);
+    }
+    rows.into_iter()
+        .map(|row| {
+            let mut scopes = by_client.remove(&row.client_id).unwrap_or_default();
+            scopes.sort_by_key(|s| s.position);
+            decode(row, scopes)
+        })
+        .collect()
+}
+
 #[async_trait]
 impl ClientStore for DieselStore {
     // Both writes are committed in groups with whatever other client writes are waiting; each
@@ -256,27 +282,12 @@ impl ClientStore for DieselStore {
                         .filter(clients::updated_at.ge(since))
                         .load(conn)
                         .map_err(db_error)?;
-                    let ids: Vec<String> = rows.iter().map(|r| r.client_id.clone()).collect();
-                    let scopes = client_scopes::table
-                        .select(ScopeRow::as_select())
-                        .filter(client_scopes::client_id.eq_any(ids))
-                        .load(conn)
-                        .map_err(db_error)?;
+                    let scopes = scopes_of(conn, &rows)?;
                     Ok((rows, scopes))
                 })
             })
             .await?;
-        let mut by_client: HashMap<String, Vec<ScopeRow>> = HashMap::with_capacity(rows.len());
-        for scope in scopes {
-            by_client.entry(scope.client_id.clone()).or_default().push(scope);
-        }
-        rows.into_iter()
-            .map(|row| {
-                let mut scopes = by_client.remove(&row.client_id).unwrap_or_default();
-                scopes.sort_by_key(|s| s.position);
-                decode(row, scopes)
-            })
-            .collect()
+        assemble(rows, scopes)
     }
 
     async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
@@ -297,17 +308,7 @@ impl ClientStore for DieselStore {
             .await?;
         // Grouped and ordered here rather than by an ORDER BY over the whole scopes table: the
         // per-client lists are short, so sorting them is cheaper than a database-wide sort.
-        let mut by_client: HashMap<String, Vec<ScopeRow>> = HashMap::with_capacity(rows.len());
-        for scope in scopes {
-            by_client.entry(scope.client_id.clone()).or_default().push(scope);
-        }
-        rows.into_iter()
-            .map(|row| {
-                let mut scopes = by_client.remove(&row.client_id).unwrap_or_default();
-                scopes.sort_by_key(|s| s.position);
-                decode(row, scopes)
-            })
-            .collect()
+        assemble(rows, scopes)
     }
 
     async fn touch_last_used(&self, uses: &[(ClientId, UnixTime)]) -> Result<(), StoreError> {
@@ -362,27 +363,12 @@ impl ClientStore for DieselStore {
                             .load(conn),
                     }
                     .map_err(db_error)?;
-                    let ids: Vec<String> = rows.iter().map(|r| r.client_id.clone()).collect();
-                    let scopes = client_scopes::table
-                        .select(ScopeRow::as_select())
-                        .filter(client_scopes::client_id.eq_any(ids))
-                        .load(conn)
-                        .map_err(db_error)?;
+                    let scopes = scopes_of(conn, &rows)?;
                     Ok((rows, scopes))
                 })
             })
             .await?;
-        let mut by_client: HashMap<String, Vec<ScopeRow>> = HashMap::with_capacity(rows.len());
-        for scope in scopes {
-            by_client.entry(scope.client_id.clone()).or_default().push(scope);
-        }
-        rows.into_iter()
-            .map(|row| {
-                let mut scopes = by_client.remove(&row.client_id).unwrap_or_default();
-                scopes.sort_by_key(|s| s.position);
-                decode(row, scopes)
-            })
-            .collect()
+        assemble(rows, scopes)
     }
 
     async fn versions_since(&self, since: UnixTime) -> Result<Vec<(ClientId, UnixTime)>, StoreError> {
@@ -425,16 +411,6 @@ impl ClientStore for DieselStore {
                 })
             })
             .await?;
-        let mut by_client: HashMap<String, Vec<ScopeRow>> = HashMap::with_capacity(rows.len());
-        for scope in scopes {
-            by_client.entry(scope.client_id.clone()).or_default().push(scope);
-        }
-        rows.into_iter()
-            .map(|row| {
-                let mut scopes = by_client.remove(&row.client_id).unwrap_or_default();
-                scopes.sort_by_key(|s| s.position);
-                decode(row, scopes)
-            })
-            .collect()
+        assemble(rows, scopes)
     }
 }
