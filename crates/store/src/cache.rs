@@ -334,39 +334,18 @@ impl Revocations {
 mod tests {
     use serde_json::json;
     use tessera_core::UnixTime;
-    use tessera_core::client::{ClientStatus, ScopeGrant, ScopeState};
+    use tessera_core::client::{ClientStatus, ScopeState};
 
     use super::*;
     use crate::MemoryStore;
 
+    /// The contract's sample client, with one granted scope and a subject rule.
     fn record(id: &str, updated_at: i64) -> ClientRecord {
-        ClientRecord {
-            client_id: ClientId::new(id),
-            status: ClientStatus::Active,
-            status_reason: None,
-            org_id: "org-1".into(),
-            org_name: "Org One".into(),
-            software_id: "soft-1".into(),
-            directory: "directory".into(),
-            purpose: "tests".into(),
-            risk_tier: "low".into(),
-            created_at: UnixTime(1),
-            updated_at: UnixTime(updated_at),
-            expires_at: None,
-            last_used_at: None,
-            tokens_not_before: None,
-            registration_token_hash: "hash".into(),
-            ssa_jti: None,
-            transport_cert_subject: "CN=soft-1".into(),
-            scopes: vec![ScopeGrant {
-                scope: "accounts:read".into(),
-                state: ScopeState::Granted,
-                rule: "r1".into(),
-                decided_at: UnixTime(1),
-                reason: None,
-            }],
-            metadata: json!({ "tls_client_auth_subject_dn": "CN=soft-1" }).as_object().cloned().unwrap(),
-        }
+        let mut c = crate::contract::sample_client(id, None);
+        c.updated_at = UnixTime(updated_at);
+        c.scopes.truncate(1);
+        c.metadata = json!({ "tls_client_auth_subject_dn": "CN=soft-1" }).as_object().cloned().unwrap();
+        c
     }
 
     async fn store_with(n: usize) -> MemoryStore {

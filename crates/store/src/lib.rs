@@ -12,7 +12,7 @@ mod error;
 mod keys;
 mod memory;
 
-#[cfg(feature = "contract")]
+#[cfg(any(test, feature = "contract"))]
 pub mod contract;
 
 pub use batch::{AuditSink, UsageRecorder};
