@@ -26,6 +26,18 @@ const REGISTRATION_TOKEN_BYTES: usize = 32;
 /// Bytes of entropy in a client id: 22 characters, well under RFC-friendly 36.
 const CLIENT_ID_BYTES: usize = 16;
 
+/// A fresh client id: 128 random bits, base64url, never starting with `-`. On a command line
+/// such an id reads as an option (`tessera clients suspend -x…`), and the inventory CSV has to
+/// neutralise it as a formula (`'-x…`), which breaks matching it by id. One in 64 ids would; the
+/// leading `-` becomes `A` (the id keeps 126 bits of randomness).
+pub(crate) fn new_client_id(rng: &dyn Rng) -> Result<ClientId, tessera_core::RngError> {
+    let mut id = rng.token(CLIENT_ID_BYTES)?;
+    if id.starts_with('-') {
+        id.replace_range(..1, "A");
+    }
+    Ok(ClientId::new(id))
+}
+
 pub struct Registrar {
     pub settings: RegistrationSettings,
     policy: Arc<OnboardingPolicy>,
@@ -394,9 +406,8 @@ impl Registrar {
             return Err(all_denied(&scopes));
         }
 
-        let client_id = ClientId::new(
-            self.rng.token(CLIENT_ID_BYTES).map_err(|e| RegistrationError::Internal { internal: e.to_string() })?,
-        );
+        let client_id =
+            new_client_id(self.rng.as_ref()).map_err(|e| RegistrationError::Internal { internal: e.to_string() })?;
         let registration_token = self
             .rng
             .token(REGISTRATION_TOKEN_BYTES)

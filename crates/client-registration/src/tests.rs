@@ -1620,3 +1620,24 @@ mod uk {
         }
     }
 }
+
+/// No client id starts with `-` (an option on a command line, a formula in the inventory CSV).
+#[test]
+fn client_ids_never_start_with_a_dash() {
+    struct Fixed(u8);
+    impl tessera_core::Rng for Fixed {
+        fn fill(&self, buf: &mut [u8]) -> Result<(), tessera_core::RngError> {
+            buf.fill(self.0);
+            Ok(())
+        }
+    }
+    // 0xF8 = 111110.. : base64url index 62, '-'.
+    let id = crate::service::new_client_id(&Fixed(0xF8)).unwrap();
+    assert!(id.as_str().starts_with('A'), "{id}");
+    assert_eq!(id.as_str().len(), 22);
+    let plain = crate::service::new_client_id(&Fixed(0x00)).unwrap();
+    assert_eq!(plain.as_str(), "A".repeat(22));
+    for _ in 0..2000 {
+        assert!(!crate::service::new_client_id(&tessera_core::OsRng).unwrap().as_str().starts_with('-'));
+    }
+}
