@@ -72,6 +72,17 @@ fn malformed<T>(input: Result<T, actix_web::Error>) -> Result<T, HttpResponse> {
     input.map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))
 }
 
+/// The prelude of every handler with a query string: the administrator's certificate first (an
+/// unauthenticated caller learns nothing about the query), then the query parsed.
+fn admitted_query<T>(
+    auth: &AdminAuth,
+    peer: &PeerCertificates,
+    q: Result<web::Query<T>, actix_web::Error>,
+) -> Result<web::Query<T>, HttpResponse> {
+    auth.check(peer)?;
+    malformed(q)
+}
+
 fn ok(v: Value) -> HttpResponse {
     tessera_http::no_store(HttpResponse::Ok().json(v))
 }
@@ -115,10 +126,7 @@ async fn list(
     admin: web::Data<Admin>,
     q: Result<web::Query<ListQuery>, actix_web::Error>,
 ) -> HttpResponse {
-    if let Err(r) = auth.check(&peer) {
-        return r;
-    }
-    let q = match malformed(q) {
+    let q = match admitted_query(&auth, &peer, q) {
         Ok(q) => q,
         Err(r) => return r,
     };
@@ -294,10 +302,7 @@ async fn inventory(
     admin: web::Data<Admin>,
     q: Result<web::Query<Format>, actix_web::Error>,
 ) -> HttpResponse {
-    if let Err(r) = auth.check(&peer) {
-        return r;
-    }
-    let q = match malformed(q) {
+    let q = match admitted_query(&auth, &peer, q) {
         Ok(q) => q,
         Err(r) => return r,
     };
@@ -336,10 +341,7 @@ async fn audit_export(
     admin: web::Data<Admin>,
     q: Result<web::Query<Since>, actix_web::Error>,
 ) -> HttpResponse {
-    if let Err(r) = auth.check(&peer) {
-        return r;
-    }
-    let q = match malformed(q) {
+    let q = match admitted_query(&auth, &peer, q) {
         Ok(q) => q,
         Err(r) => return r,
     };
